@@ -1,0 +1,134 @@
+# kage: one Makefile, no generated build system.
+#
+#   make                      build ./kage (and libkage.a, the test tools)
+#   make test                 install what is missing, build, run every test
+#   make SAN=address,undefined test     the same under ASan+UBSan
+#   make SAN=thread test-threads        the threaded tests under TSan
+#   make bench | make demo    see README.md
+#
+# Objects of each flavour live in their own directory under build/, so a
+# sanitizer build never mixes with the release one.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SAN     ?=
+comma   := ,
+
+FLAVOUR := $(if $(SAN),san-$(subst $(comma),-,$(SAN)),release)
+B       := build/$(FLAVOUR)
+
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CPPFLAGS_KAGE := -std=gnu11 -D_GNU_SOURCE -Isrc -MMD -MP
+LDLIBS  := -luring -ljansson -lz -ldl -lm -lpthread
+
+ifneq ($(SAN),)
+  CFLAGS  += -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=$(SAN)
+endif
+
+# llhttp: Debian 12 ships llhttp 8.1.0 as C sources (node-llhttp). They are
+# compiled in strict mode; kage adds its own obs-fold guard (src/http.c).
+# A system libllhttp >= 9 (strict by default, later smuggling fixes) is
+# linked instead where pkg-config offers one.
+LLHTTP_SYS := $(shell pkg-config --atleast-version=9 libllhttp 2>/dev/null && echo yes)
+ifeq ($(LLHTTP_SYS),yes)
+  LLHTTP_CFLAGS := $(shell pkg-config --cflags libllhttp) -DKAGE_LLHTTP_SYSTEM=1
+  LDLIBS        += $(shell pkg-config --libs libllhttp)
+  LLHTTP_OBJ    :=
+else
+  LLHTTP_SRC    ?= /usr/share/llhttp
+  LLHTTP_CFLAGS := -I/usr/share/include/llhttp -DLLHTTP_STRICT_MODE=1
+  LLHTTP_OBJ    := $(B)/llhttp/llhttp.o $(B)/llhttp/api.o $(B)/llhttp/http.o
+endif
+
+LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ   := $(LIB_SRC:src/%.c=$(B)/src/%.o)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+TOOL_SRC  := $(wildcard tools/*.c)
+TOOL_BIN  := $(TOOL_SRC:tools/%.c=$(B)/tools/%)
+
+ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
+
+.PHONY: all deps test test-unit test-integration test-threads bench demo clean install
+.DEFAULT_GOAL := all
+
+all: $(B)/kage $(TOOL_BIN) $(if $(SAN),,kage)
+
+# --- dependencies ----------------------------------------------------------
+# A stamp per machine state: when a header or tool is missing, install.
+DEPS_STAMP := build/.deps-ok
+DEPS_FILES := /usr/include/liburing.h /usr/share/llhttp/llhttp.c \
+              /usr/include/CUnit/CUnit.h /usr/include/jansson.h /usr/include/zlib.h
+$(DEPS_STAMP):
+	@for f in $(DEPS_FILES); do [ -e $$f ] || missing=1; done; \
+	 for c in curl wrk ab python3 pkg-config; do command -v $$c >/dev/null || missing=1; done; \
+	 if [ -n "$$missing" ]; then tools/install-deps; fi
+	@mkdir -p build && touch $@
+deps: $(DEPS_STAMP)
+
+# --- objects -----------------------------------------------------------------
+$(B)/src/%.o: src/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# llhttp's generated code is not ours to warn about.
+$(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(LLHTTP_CFLAGS) $(CFLAGS) -w -c -o $@ $<
+
+$(B)/libkage.a: $(LIB_OBJ) $(LLHTTP_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/kage: $(B)/src/main.o $(B)/libkage.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+kage: $(B)/kage
+	ln -f $< $@
+
+$(B)/tools/%: tools/%.c $(B)/libkage.a | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libkage.a | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS) -lcunit
+
+# --- tests -------------------------------------------------------------------
+test: test-unit test-integration
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+test-integration: $(B)/kage $(TOOL_BIN)
+	python3 tests/integration/run.py --build $(B)
+
+# The tests that exercise threads, for the TSan flavour.
+test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN)
+	$(B)/tests/test_spsc
+	python3 tests/integration/run.py --build $(B) --threads-only
+
+bench: all
+	tools/install-deps --bench
+	python3 bench/run.py --build $(B)
+
+demo: all
+	python3 tools/demo.py --build $(B)
+
+install: $(B)/kage $(B)/libkage.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(B)/kage $(DESTDIR)$(PREFIX)/bin/kage
+	install -m 644 $(B)/libkage.a $(DESTDIR)$(PREFIX)/lib/libkage.a
+	install -m 644 src/kage.h $(DESTDIR)$(PREFIX)/include/kage.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/kage.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kage.pc
+
+clean:
+	rm -rf build kage
+
+-include $(wildcard $(B)/src/*.d $(B)/tests/*.d $(B)/tools/*.d)
