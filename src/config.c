@@ -48,7 +48,7 @@ static const char *const not_yet_implemented[] = {
 	"admin", "plugin", "reference", "noise-relative", "noise-absolute",
 	"ignore-json", "redact-header", "send-zc",
 };
-#define NOT_YET_MARK " (not yet implemented)"
+#define NOT_YET_MARK "(not yet implemented)"
 
 /* Request headers that kage writes per hop, so a user edit would either be
  * overwritten or break the framing. */
@@ -1322,7 +1322,7 @@ static const struct opt opts[] = {
 	  .describe = describe_shadows,
 	  .help = "a backend that gets copies of requests; repeatable, up to 15; "
 		  "backends may share HOST:PORT. OPT=V overrides a global for this "
-		  "shadow: sample=PERCENT, timeout=SEC, body-max=BYTES" },
+		  "shadow: sample=PERCENT, timeout=SEC, body-max=BYTES (default none)" },
 	{ .name = "backend-timeout", .group = G_BACKENDS, .type = T_SECONDS, .metavar = "SEC",
 	  FIELD(backend_timeout),
 	  .help = "connect or response stall from master (default 10)" },
@@ -1364,13 +1364,13 @@ static const struct opt opts[] = {
 	  .metavar = "'BACKEND=Name: value'", .apply = apply_set_header,
 	  .forget = forget_set_headers, .describe = describe_edits,
 	  .help = "repeatable; set (replace) a request header on requests to "
-		  "BACKEND, * for every backend" },
+		  "BACKEND, * for every backend (default none)" },
 	{ .name = "remove-header", .group = G_SHADOW, .type = T_OTHER, .flags = OPT_REPEAT,
 	  .metavar = "'BACKEND=Name'", .apply = apply_remove_header,
 	  .forget = forget_remove_headers, .describe = describe_nothing,
 	  .help = "repeatable; remove a request header on requests to BACKEND, * "
 		  "for every backend. Neither may touch Host, Content-Length or a "
-		  "hop-by-hop header" },
+		  "hop-by-hop header (default none)" },
 	{ .name = "session-header", .group = G_SHADOW, .type = T_OTHER, .metavar = "NAME",
 	  FIELD(session_header), .apply = apply_session_header, .describe = describe_string,
 	  .help = "per-request id sent to every backend of a shadowed request; an "
@@ -1385,11 +1385,12 @@ static const struct opt opts[] = {
 	{ .name = "ignore-header", .group = G_COMPARE, .type = T_LIST, .flags = OPT_REPEAT,
 	  .metavar = "NAME", FIELD(ignore_headers), .check = check_header_name,
 	  .help = "repeatable; a response header left out of the comparison, besides "
-		  "Date and the hop-by-hop and framing headers" },
+		  "Date and the hop-by-hop and framing headers, which always are "
+		  "(default none)" },
 	{ .name = "ignore-json", .group = G_COMPARE, .type = T_LIST, .flags = OPT_REPEAT,
 	  .metavar = "PTR", FIELD(ignore_json), .check = check_json_pointer,
 	  .help = "repeatable; a JSON Pointer (RFC 6901) left out of JSON body "
-		  "comparison, * matching any one segment" },
+		  "comparison, * matching any one segment (default none)" },
 	{ .name = "reference", .group = G_COMPARE, .type = T_OTHER, .flags = OPT_OFF, .metavar = "NAME",
 	  .apply = apply_reference, .describe = describe_reference,
 	  .help = "a shadow running master's code: what differs between master and "
@@ -1405,7 +1406,8 @@ static const struct opt opts[] = {
 	{ .name = "redact-header", .group = G_COMPARE, .type = T_LIST, .flags = OPT_REPEAT,
 	  .metavar = "NAME", FIELD(redact_headers), .check = check_header_name,
 	  .help = "repeatable; a header whose values never appear in any output, "
-		  "besides Authorization, Cookie, Set-Cookie and Proxy-Authorization" },
+		  "besides Authorization, Cookie, Set-Cookie and Proxy-Authorization, "
+		  "which always are (default none)" },
 	{ .name = "diff-log", .group = G_COMPARE, .type = T_OTHER, .metavar = "PATH",
 	  FIELD(diff_log), .apply = apply_diff_log, .describe = describe_string,
 	  .help = "comparison records as JSON lines, - for stdout (default -)" },
@@ -1432,10 +1434,10 @@ static const struct opt opts[] = {
 		  "86400 (default 10)" },
 	{ .name = "debug", .shortname = 'd', .group = G_OPS, .type = T_OTHER, .flags = OPT_NOARG,
 	  .apply = apply_debug, .describe = describe_debug,
-	  .help = "log debug messages too (stderr)" },
+	  .help = "log at debug level on stderr (default: info)" },
 	{ .name = "quiet", .shortname = 'q', .group = G_OPS, .type = T_OTHER, .flags = OPT_NOARG,
 	  .apply = apply_quiet, .describe = describe_quiet,
-	  .help = "log only warnings and errors (stderr)" },
+	  .help = "log only warnings and errors on stderr (default: info)" },
 	{ .name = "config", .group = G_OPS, .type = T_ACTION, .flags = OPT_CLI, .metavar = "FILE",
 	  .help = "read options from FILE (see below)" },
 	{ .name = "check", .group = G_OPS, .type = T_SWITCH, .flags = OPT_CLI | OPT_NOARG,
@@ -1982,7 +1984,7 @@ void config_describe(const struct kage_config *cfg, FILE *out)
 				if (!l->n)
 					fprintf(out, "# %s: none\n", o->name);
 				for (unsigned j = 0; j < l->n; j++)
-					fprintf(out, "%s = %s\n", o->name, l->v[j]);
+					put_line(out, o->name, l->v[j]);
 				break;
 			}
 			case T_OTHER:
@@ -2052,7 +2054,8 @@ static void usage_opt(FILE *out, const struct opt *o)
 		fprintf(out, "\n%*s", HELP_INDENT, "");
 	else
 		fprintf(out, "%*s", HELP_INDENT - n, "");
-	snprintf(help, sizeof help, "%s%s", o->help, is_not_yet_implemented(o) ? NOT_YET_MARK : "");
+	/* First, so it is seen and never wrapped apart. */
+	snprintf(help, sizeof help, "%s%s", is_not_yet_implemented(o) ? NOT_YET_MARK " " : "", o->help);
 	usage_wrap(out, help);
 }
 
