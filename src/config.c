@@ -86,7 +86,6 @@ enum opt_type {
 #define OPT_CLI		0x02	/* command line only, not a settable key */
 #define OPT_ZERO	0x04	/* T_SECONDS: 0 is allowed */
 #define OPT_NOARG	0x08	/* takes no value on the command line */
-#define OPT_OFF		0x10	/* an empty value turns the option off */
 
 struct opt {
 	const char *name;
@@ -1285,7 +1284,7 @@ static const struct opt opts[] = {
 	  FIELD(threads), .umin = 1, .umax = 1024,
 	  .help = "shard threads, each with its own ring and SO_REUSEPORT listening "
 		  "socket, 1 to 1024 (default: the online CPUs)" },
-	{ .name = "pin-cpus", .group = G_LISTEN, .type = T_OTHER, .flags = OPT_OFF, .metavar = "LIST",
+	{ .name = "pin-cpus", .group = G_LISTEN, .type = T_OTHER, .metavar = "LIST",
 	  .apply = apply_pin_cpus, .describe = describe_pin_cpus,
 	  .help = "pin shard i to the i-th CPU of LIST (0,2,4 or 0-3 or 0-1,4), "
 		  "starting over from the first when LIST is shorter than --threads "
@@ -1391,7 +1390,7 @@ static const struct opt opts[] = {
 	  .metavar = "PTR", FIELD(ignore_json), .check = check_json_pointer,
 	  .help = "repeatable; a JSON Pointer (RFC 6901) left out of JSON body "
 		  "comparison, * matching any one segment (default none)" },
-	{ .name = "reference", .group = G_COMPARE, .type = T_OTHER, .flags = OPT_OFF, .metavar = "NAME",
+	{ .name = "reference", .group = G_COMPARE, .type = T_OTHER, .metavar = "NAME",
 	  .apply = apply_reference, .describe = describe_reference,
 	  .help = "a shadow running master's code: what differs between master and "
 		  "it is noise, not reported against the other shadows (default none)" },
@@ -1416,16 +1415,16 @@ static const struct opt opts[] = {
 	  .help = "also log records that match (default: only mismatches and errors)" },
 
 	/* Operations */
-	{ .name = "admin", .group = G_OPS, .type = T_OTHER, .flags = OPT_OFF, .metavar = "ADDR",
+	{ .name = "admin", .group = G_OPS, .type = T_OTHER, .metavar = "ADDR",
 	  .apply = apply_admin, .describe = describe_admin,
 	  .help = "admin HTTP listener for /metrics, /stats, /healthz and the / "
 		  "dashboard, ADDR as for --listen (default off)" },
-	{ .name = "plugin", .group = G_OPS, .type = T_OTHER, .flags = OPT_OFF,
+	{ .name = "plugin", .group = G_OPS, .type = T_OTHER,
 	  .metavar = "FILE.so[:ARG]", .apply = apply_plugin, .describe = describe_plugin,
 	  .help = "load hooks from a shared object; FILE ends at the first \".so\" "
 		  "followed by ':' or the end, what follows the ':' is ARG "
 		  "(default none)" },
-	{ .name = "access-log", .group = G_OPS, .type = T_OTHER, .flags = OPT_OFF, .metavar = "PATH",
+	{ .name = "access-log", .group = G_OPS, .type = T_OTHER, .metavar = "PATH",
 	  FIELD(access_log), .apply = apply_access_log, .describe = describe_string,
 	  .help = "one line per client request, - for stderr (default off)" },
 	{ .name = "drain-timeout", .group = G_OPS, .type = T_SECONDS, .flags = OPT_ZERO,
