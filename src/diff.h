@@ -21,11 +21,21 @@
  *   in `where`; an added or removed member or element has the absent side
  *   NULL (the text "null" means a present null). Pointers matching an
  *   ignore_json pattern (`*` = any one segment), or below one, are skipped.
+ *   Arrays of different lengths are aligned (a bounded LCS on element
+ *   hashes), so one inserted element is one CHANGE_ADDED item, not a change
+ *   at every later index; elements compared or removed are named by their
+ *   master index, added ones by their shadow index. Equal lengths compare
+ *   index by index.
  * - Other bodies: the byte ranges where the decoded bodies differ, aligned
  *   to tokens (runs of letters, digits and `+/=._:-`), as one DIFF_BODY item
  *   whose `offset` is the first differing byte of the first range that is
  *   not noise (or of the first range when all are noise); master/shadow hold
- *   short excerpts around it.
+ *   short excerpts around it (moved with the offset by diff_mark_noise).
+ *   Past the work bound (edit distance 1024 tokens, 4 MiB of differing
+ *   middle) the ranges collapse to one, from the first to the last
+ *   differing byte.
+ * - A body whose Content-Encoding cannot be undone (unknown coding, corrupt
+ *   stream, inflated size over max_decoded) is compared as received.
  * - A truncated capture (body_len < body_total) is compared by total length
  *   and CRC of the whole body; when those differ the item locates the first
  *   difference inside the captured prefixes if there is one.
@@ -33,8 +43,10 @@
  *   else is compared for that pair.
  *
  * Memory: a diff_result owns an arena reused across comparisons
- * (diff_result_reset keeps its capacity), so steady state allocates nothing
- * but what the JSON library does while parsing.
+ * (diff_result_reset keeps its capacity), so steady state allocates
+ * nothing: JSON is read by diff.c's own reader into that arena (jansson
+ * costs ~100 us per 4 KiB document, twenty times the comparator's budget).
+ * Running out of memory aborts the process.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -90,9 +102,15 @@ enum diff_where {
 	WHERE_OFFSET,		/* non-JSON body: first differing byte offset */
 };
 
-/* A byte range [start, end) of the decoded master body (non-JSON bodies). */
+/*
+ * A byte range [start, end) of the decoded master body (non-JSON bodies),
+ * and the range it became in the shadow's. start == end is a pure insertion
+ * in the shadow at that point; it overlaps the ranges that contain or touch
+ * it.
+ */
 struct diff_range {
 	uint64_t start, end;
+	uint64_t shadow_start, shadow_end;
 	bool noise;
 };
 
@@ -112,6 +130,7 @@ struct diff_item {
 	/* Non-JSON body diffs: every differing range, in order. */
 	const struct diff_range *ranges;
 	size_t nranges;
+	const char *place;		/* what diff_place() returns; NUL-terminated */
 	bool noise;			/* set by diff_mark_noise() */
 };
 
@@ -143,10 +162,11 @@ size_t diff_compare(const struct diff_options *opt, const struct diff_response *
  */
 void diff_mark_noise(struct diff_result *shadow, const struct diff_result *reference);
 
-/* Mark every item noise (the reference's own differences). */
+/* Mark every item noise, errors included (the reference's own differences). */
 void diff_mark_all_noise(struct diff_result *r);
 
-/* True when every item is noise (or there are none). */
+/* True when every item is noise (or there are none). Errors are never noise
+ * unless diff_mark_all_noise() marked them. */
 bool diff_matches(const struct diff_result *r);
 
 /*
