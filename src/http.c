@@ -65,6 +65,24 @@ void msg_release(struct http_msg *m, struct bytepool *pool)
 	memset(m, 0, sizeof *m);
 }
 
+bool msg_copy(struct http_msg *to, const struct http_msg *from, struct bytepool *pool)
+{
+	size_t idx = index_bytes(from);
+	size_t cap;
+	char *s = bytepool_get(pool, from->used + idx + sizeof(struct http_hdr), &cap);
+	if (!s)
+		return false;
+	*to = *from;
+	to->store = s;
+	to->cap = cap;
+	if (from->used)
+		memcpy(s, from->store, from->used);
+	to->hdr = (struct http_hdr *)(void *)(s + cap) - from->nhdr;
+	if (idx)
+		memcpy(to->hdr, from->hdr, idx);
+	return true;
+}
+
 void msg_move(struct http_msg *to, struct http_msg *from)
 {
 	*to = *from;

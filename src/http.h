@@ -106,6 +106,8 @@ const char *msg_header(const struct http_msg *m, enum hdr_id id, size_t *len);
 const char *msg_header_named(const struct http_msg *m, const char *name, size_t *len);
 /* Give the store back to its pool (the msg becomes empty). */
 void msg_release(struct http_msg *m, struct bytepool *pool);
+/* Copy a head into storage from `pool` (false when the pool refuses). */
+bool msg_copy(struct http_msg *to, const struct http_msg *from, struct bytepool *pool);
 /* Move the head out of a parser's msg into `to` (the parser's becomes empty). */
 void msg_move(struct http_msg *to, struct http_msg *from);
 

@@ -58,7 +58,7 @@ int64_t timers_next(const struct timers *ts, int64_t now)
 	return best;
 }
 
-unsigned timers_run(struct timers *ts, int64_t now)
+unsigned timers_run(struct timers *ts, int64_t now, void *ctx)
 {
 	unsigned fired = 0;
 	for (unsigned i = 0; i < ts->n; i++) {
@@ -68,7 +68,7 @@ unsigned timers_run(struct timers *ts, int64_t now)
 		while (q->head.next != &q->head && q->head.next->deadline <= now) {
 			struct timer *t = q->head.next;
 			timer_stop(t);
-			t->fire(t);
+			t->fire(t, ctx);
 			fired++;
 		}
 	}

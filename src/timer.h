@@ -17,7 +17,8 @@
 #define TIMER_QUEUES 24
 
 struct timer;
-typedef void (*timer_fn)(struct timer *t);
+/* `ctx` is what timers_run() was given (the shard). */
+typedef void (*timer_fn)(struct timer *t, void *ctx);
 
 struct timer {
 	struct timer *prev, *next;	/* NULL when not armed */
@@ -51,6 +52,6 @@ static inline bool timer_armed(const struct timer *t)
 /* Nanoseconds until the earliest deadline (0 if one has passed), or -1 if none. */
 int64_t timers_next(const struct timers *ts, int64_t now);
 /* Fire every timer whose deadline is <= now; returns how many fired. */
-unsigned timers_run(struct timers *ts, int64_t now);
+unsigned timers_run(struct timers *ts, int64_t now, void *ctx);
 
 #endif

@@ -1,0 +1,91 @@
+#ifndef KAGE_COMPARATOR_H
+#define KAGE_COMPARATOR_H
+/*
+ * comparator: the one thread that turns finished records into
+ * comparisons. It owns everything downstream of the handoff: the diff
+ * engine's buffers, the endpoint statistics, the diff log and (with a
+ * plugin) the backends_finished hook, so none of them needs a lock.
+ *
+ * It round-robins the shards' record queues, compares master with each
+ * shadow, applies the reference's noise rule, writes one JSON line per
+ * record (mismatches and errors; every record with --diff-log-all), and
+ * gives each record back to its shard. The log is written with write(2)
+ * from a buffer flushed whenever the queues run dry and at least every
+ * 200 ms while busy, so a record reaches the log within a second even when
+ * it is a pipe. A log that cannot be written (full disk, closed pipe)
+ * loses records, counted; proxying never notices.
+ *
+ * Sleeping: with every queue empty it sets `sleeping` (seq_cst), checks the
+ * queues once more (seq_cst), and only then waits on its eventfd; a shard
+ * that pushed a record and then sees `sleeping` writes the eventfd through
+ * its ring (see spsc.h for why no wake-up is lost).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "diff.h"
+#include "jbuf.h"
+
+struct shard;
+struct stats;
+
+struct comparator_counters {
+	_Atomic uint64_t records;	/* compared */
+	_Atomic uint64_t matched;
+	_Atomic uint64_t mismatched;
+	_Atomic uint64_t logged;	/* lines written */
+	_Atomic uint64_t lost;		/* lines the log could not take */
+	_Atomic uint64_t backend_matched[KAGE_MAX_BACKENDS];
+	_Atomic uint64_t backend_mismatched[KAGE_MAX_BACKENDS];
+	_Atomic uint64_t backend_errors[KAGE_MAX_BACKENDS];
+};
+
+struct comparator {
+	const struct kage_config *cfg;
+	struct shard *shards;
+	unsigned nshards;
+	pthread_t thread;
+	bool started;
+	int wake_fd;
+	_Atomic int sleeping;
+	_Atomic int stop;		/* shards are gone: drain and exit */
+
+	int log_fd;			/* diff log */
+	bool log_broken;		/* a write failed for good (EPIPE): stop trying */
+	struct jbuf out;		/* lines not yet written */
+	size_t out_records;		/* records in `out` */
+	int64_t last_flush;
+
+	struct diff_options dopt;
+	struct diff_result *res[KAGE_MAX_BACKENDS];
+	struct stats *stats;
+	struct jbuf line;		/* scratch for one record */
+
+	struct comparator_counters ctr;
+};
+
+int comparator_init(struct comparator *c, const struct kage_config *cfg, struct shard *shards,
+		    unsigned nshards, int log_fd);
+int comparator_start(struct comparator *c);
+/* The shards have exited: process what is left, flush, join. */
+void comparator_finish(struct comparator *c);
+void comparator_destroy(struct comparator *c);
+
+/* The per-endpoint summary table (after comparator_finish). */
+void comparator_summary(struct comparator *c, FILE *out);
+
+static inline bool comparator_sleeping(struct comparator *c)
+{
+	return atomic_load_explicit(&c->sleeping, memory_order_seq_cst) != 0;
+}
+
+static inline int comparator_wake_fd(const struct comparator *c)
+{
+	return c->wake_fd;
+}
+
+#endif
