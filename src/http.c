@@ -423,7 +423,9 @@ static int request_headers_complete(struct http_parser *p)
 	m->expect_continue = expects_continue(m);
 	mark_connection_options(m);
 	p->head_ready = true;
-	return HPE_PAUSED;
+	/* No body: let llhttp end the message now, so its end is owed with
+	 * the head (end_pending) whether or not more bytes follow. */
+	return m->body == BODY_NONE ? 1 : HPE_PAUSED;
 }
 
 /* Return values per llhttp: 1 = no body, 2 = no body and upgrade. */
@@ -459,12 +461,23 @@ static int response_headers_complete(struct http_parser *p)
 	if (llhttp_message_needs_eof(&p->ll))
 		m->body = BODY_EOF;
 	m->keep_alive = m->body != BODY_EOF && llhttp_should_keep_alive(&p->ll);
-	return HPE_PAUSED;
+	return m->body == BODY_NONE ? 1 : HPE_PAUSED;
+}
+
+/* The index grew downwards, newest first: put it in arrival order. */
+static void order_headers(struct http_msg *m)
+{
+	for (unsigned i = 0, j = m->nhdr; i + 1 < j; i++, j--) {
+		struct http_hdr t = m->hdr[i];
+		m->hdr[i] = m->hdr[j - 1];
+		m->hdr[j - 1] = t;
+	}
 }
 
 static int on_headers_complete(llhttp_t *ll)
 {
 	struct http_parser *p = parser_of(ll);
+	order_headers(&p->msg);
 	p->in_head = false;
 	p->in_trailers = true;	/* fields from now on are trailers: dropped */
 	if (p->kind == HTTP_KIND_REQUEST)

@@ -223,7 +223,8 @@ void upstream_on_connect(struct shard *sh, struct upstream *up, const struct uri
  * or the upstream stopped being the owner's. */
 static void parse_response(struct shard *sh, struct upstream *up, const char *p, size_t left)
 {
-	while (left && up->state == UP_ACTIVE) {
+	/* A head without a body owes its end even when no byte is left. */
+	while ((left || up->parser.end_pending) && up->state == UP_ACTIVE) {
 		size_t used;
 		enum http_event e = http_parse(&up->parser, p, left, &used);
 		p += used;
