@@ -674,6 +674,40 @@ static void body_decoded(struct ctx *c, const struct diff_response *resp, int si
 	}
 }
 
+/* ---------------------------------------------------- common prefix, suffix */
+
+/* Length of the common prefix of a and b, at most n; eight bytes a step. */
+static size_t common_prefix(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if (x != y)
+			return i + ((size_t)__builtin_ctzll(x ^ y) >> 3);
+	}
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/* Length of the common suffix of a[0..al) and b[0..bl), at most n. */
+static size_t common_suffix(const uint8_t *a, size_t al, const uint8_t *b, size_t bl, size_t n)
+{
+	size_t q = 0;
+	for (; q + 8 <= n; q += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + al - q - 8, 8);
+		memcpy(&y, b + bl - q - 8, 8);
+		if (x != y)
+			return q + ((size_t)__builtin_clzll(x ^ y) >> 3);
+	}
+	while (q < n && a[al - 1 - q] == b[bl - 1 - q])
+		q++;
+	return q;
+}
+
 /* ------------------------------------------------------------------ hashing */
 
 #define HASH_K 0x9e3779b97f4a7c15ULL
@@ -1881,16 +1915,14 @@ static bool span_encloses(const struct jv *v, size_t p, size_t e)
 static bool json_confined(struct ctx *c, const struct jv *root, const uint8_t *m, size_t ml,
 			  const uint8_t *s, size_t sl)
 {
-	size_t common = MIN(ml, sl), p = 0, q = 0;
+	size_t common = MIN(ml, sl), p, q;
 	const uint64_t *alive = c->alive, *ca;
 	const struct jv *x = root;
 	unsigned depth = 0;
 	bool ignored = false;
 
-	while (p < common && m[p] == s[p])
-		p++;
-	while (q < common - p && m[ml - 1 - q] == s[sl - 1 - q])
-		q++;
+	p = common_prefix(m, s, common);
+	q = common_suffix(m, ml, s, sl, common - p);
 	size_t e = ml - q;
 	if (!is_container(root) || !span_encloses(root, p, e))
 		return false;
@@ -2072,16 +2104,14 @@ static void item_show_range(struct diff_item *it, size_t i)
 static void compare_bytes(struct ctx *c, const uint8_t *m, size_t ml, const uint8_t *s, size_t sl)
 {
 	struct ranges rs = { 0 };
-	size_t common = MIN(ml, sl), p = 0, q = 0;
+	size_t common = MIN(ml, sl), p, q;
 
 	if (ml == sl && memcmp(m, s, ml) == 0)
 		return;
-	while (p < common && m[p] == s[p])
-		p++;
+	p = common_prefix(m, s, common);
 	while (p > 0 && !(tok_boundary(m, ml, p) && tok_boundary(s, sl, p)))
 		p--;
-	while (q < common - p && m[ml - 1 - q] == s[sl - 1 - q])
-		q++;
+	q = common_suffix(m, ml, s, sl, common - p);
 	while (q > 0 && !(tok_boundary(m, ml, ml - q) && tok_boundary(s, sl, sl - q)))
 		q--;
 	if (!token_ranges(c, m, p, ml - q, s, sl - q, &rs) || rs.n == 0) {
@@ -2163,9 +2193,8 @@ static void compare_truncated(struct ctx *c, const struct diff_response *m, cons
 
 	if (mt == st && mc == sc)
 		return;
-	size_t common = MIN(m->body_len, s->body_len), p = 0;
-	while (p < common && m->body[p] == s->body[p])
-		p++;
+	size_t common = MIN(m->body_len, s->body_len);
+	size_t p = common ? common_prefix(m->body, s->body, common) : 0;
 	struct diff_item *it = item_new(c, DIFF_BODY, CHANGE_VALUE);
 	if (!it)
 		return;
