@@ -1919,7 +1919,7 @@ static bool json_confined(struct ctx *c, const struct jv *root, const uint8_t *m
 	const uint64_t *alive = c->alive, *ca;
 	const struct jv *x = root;
 	unsigned depth = 0;
-	bool ignored = false;
+	bool ignored = ignore_root(c);
 
 	p = common_prefix(m, s, common);
 	q = common_suffix(m, ml, s, sl, common - p);

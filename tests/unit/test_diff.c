@@ -372,6 +372,8 @@ static void test_json_ignore(void)
 	const char *root[] = { "" };
 	struct diff_options o2 = { .ignore_json = root, .nignore_json = 1 };
 	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":1}", "[2]"), 0);
+	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":{\"b\":1}}", "{\"a\":{\"b\":2}}"), 0);
+	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":{\"b\":1}}", "{\"a\":{\"b\":2,}}"), 1);	/* not JSON */
 	/* "*" at the first segment, and many patterns (past one 64-bit word) */
 	const char *many[70];
 	char bufs[70][16];
