@@ -764,8 +764,11 @@ struct jv {
 	} u;
 };
 
-/* An object member; members are sorted by key, duplicates keep the last. */
+/* An object member; members are sorted by key, duplicates keep the last.
+ * kpre is the key's first eight bytes, big-endian, zero-padded: most key
+ * comparisons end with it. */
 struct jm {
+	uint64_t kpre;
 	const char *key;
 	uint32_t klen;
 	struct jv v;
@@ -806,11 +809,25 @@ static const uint8_t str_stop[256] = {
 	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
+static const uint8_t ws_ch[256] = { [' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1 };
+
 static inline void jr_ws(struct jreader *J)
 {
-	const char *p = J->p;
-	while (p < J->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+	const char *p = J->p, *end = J->end;
+
+	if (likely(p < end && !ws_ch[(uint8_t)*p]))
+		return;		/* compact JSON */
+	while (p < end) {
+		uint64_t w;
+		/* indentation: eight spaces at a time */
+		if (end - p >= 8 && (memcpy(&w, p, 8), w == 0x2020202020202020ULL)) {
+			p += 8;
+			continue;
+		}
+		if (!ws_ch[(uint8_t)*p])
+			break;
 		p++;
+	}
 	J->p = p;
 }
 
@@ -1032,6 +1049,21 @@ static void vstack_push(struct diff_result *r, struct jv v)
 	r->vstack[r->vn++] = v;
 }
 
+/* Built in a register: a short memcpy into a stack word, read back whole,
+ * stalls on store forwarding. */
+static inline uint64_t key_prefix(const char *k, uint32_t n)
+{
+	uint64_t w = 0;
+
+	if (n >= 8) {
+		memcpy(&w, k, 8);
+		return __builtin_bswap64(w);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		w |= (uint64_t)(uint8_t)k[i] << (56 - 8 * i);
+	return w;
+}
+
 static void mstack_push(struct diff_result *r, const char *key, uint32_t klen, struct jv v)
 {
 	if (r->mn == r->mcap) {
@@ -1039,6 +1071,7 @@ static void mstack_push(struct diff_result *r, const char *key, uint32_t klen, s
 		r->mstack = xrealloc(r->mstack, r->mcap * sizeof(*r->mstack));
 	}
 	struct jm *m = &r->mstack[r->mn++];
+	m->kpre = key_prefix(key, klen);
 	m->key = key;
 	m->klen = klen;
 	m->v = v;
@@ -1056,6 +1089,8 @@ static inline int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 
 static inline int jm_cmp(const struct jm *a, const struct jm *b)
 {
+	if (a->kpre != b->kpre)
+		return a->kpre < b->kpre ? -1 : 1;
 	return key_cmp(a->key, a->klen, b->key, b->klen);
 }
 
