@@ -674,6 +674,40 @@ static void body_decoded(struct ctx *c, const struct diff_response *resp, int si
 	}
 }
 
+/* ---------------------------------------------------- common prefix, suffix */
+
+/* Length of the common prefix of a and b, at most n; eight bytes a step. */
+static size_t common_prefix(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		if (x != y)
+			return i + ((size_t)__builtin_ctzll(x ^ y) >> 3);
+	}
+	while (i < n && a[i] == b[i])
+		i++;
+	return i;
+}
+
+/* Length of the common suffix of a[0..al) and b[0..bl), at most n. */
+static size_t common_suffix(const uint8_t *a, size_t al, const uint8_t *b, size_t bl, size_t n)
+{
+	size_t q = 0;
+	for (; q + 8 <= n; q += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + al - q - 8, 8);
+		memcpy(&y, b + bl - q - 8, 8);
+		if (x != y)
+			return q + ((size_t)__builtin_clzll(x ^ y) >> 3);
+	}
+	while (q < n && a[al - 1 - q] == b[bl - 1 - q])
+		q++;
+	return q;
+}
+
 /* ------------------------------------------------------------------ hashing */
 
 #define HASH_K 0x9e3779b97f4a7c15ULL
@@ -730,8 +764,11 @@ struct jv {
 	} u;
 };
 
-/* An object member; members are sorted by key, duplicates keep the last. */
+/* An object member; members are sorted by key, duplicates keep the last.
+ * kpre is the key's first eight bytes, big-endian, zero-padded: most key
+ * comparisons end with it. */
 struct jm {
+	uint64_t kpre;
 	const char *key;
 	uint32_t klen;
 	struct jv v;
@@ -739,20 +776,58 @@ struct jm {
 
 struct jreader {
 	struct diff_result *r;
+	const char *base;		/* offsets in spans are from here */
 	const char *p, *end;
 	unsigned depth;
 };
+
+/*
+ * Containers keep their byte span in the document, in a header just before
+ * their children, so a comparison can find the one value whose bytes
+ * differ without a second full parse (see json_confined()).
+ */
+struct jspan {
+	uint32_t start, end;		/* [start, end): '{' .. '}' inclusive */
+	uint64_t pad;			/* children stay 16-byte aligned */
+};
+
+static inline const struct jspan *jv_span(const struct jv *v)
+{
+	return (const struct jspan *)(const void *)v->u.s - 1;
+}
+
+static void *jr_children(struct jreader *J, const char *open, size_t bytes)
+{
+	struct jspan *h = arena_alloc(&J->r->scratch, sizeof(*h) + bytes);
+	h->start = (uint32_t)(open - J->base);
+	h->end = (uint32_t)(J->p - J->base);
+	return h + 1;
+}
 
 /* Bytes that end a run of plain string content. */
 static const uint8_t str_stop[256] = {
 	[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
 };
 
+static const uint8_t ws_ch[256] = { [' '] = 1, ['\n'] = 1, ['\r'] = 1, ['\t'] = 1 };
+
 static inline void jr_ws(struct jreader *J)
 {
-	const char *p = J->p;
-	while (p < J->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+	const char *p = J->p, *end = J->end;
+
+	if (likely(p < end && !ws_ch[(uint8_t)*p]))
+		return;		/* compact JSON */
+	while (p < end) {
+		uint64_t w;
+		/* indentation: eight spaces at a time */
+		if (end - p >= 8 && (memcpy(&w, p, 8), w == 0x2020202020202020ULL)) {
+			p += 8;
+			continue;
+		}
+		if (!ws_ch[(uint8_t)*p])
+			break;
 		p++;
+	}
 	J->p = p;
 }
 
@@ -845,39 +920,75 @@ static bool jr_unescape(const char *p, const char *q, char *o, uint32_t *len)
 	return true;
 }
 
-static bool jr_string(struct jreader *J, const char **s, uint32_t *n)
-{
-	const char *start = J->p + 1, *p = start, *end = J->end;
+/*
+ * Eight bytes at a time (little-endian): flag '"', '\\' and control bytes.
+ * Bytes above the first real one may be flagged falsely (borrows), never
+ * below it.
+ */
+#define ONES	0x0101010101010101ULL
+#define HIGHS	0x8080808080808080ULL
 
+static inline uint64_t word_stops(uint64_t x)
+{
+	uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+	return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((x - ONES * 0x20) & ~x)) & HIGHS;
+}
+
+static const char *str_scan(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		uint64_t m = word_stops(w);
+		/* The lowest flagged byte is exact: borrows only run upward. */
+		if (m)
+			return p + (__builtin_ctzll(m) >> 3);
+		p += 8;
+	}
 	while (p < end && !str_stop[(uint8_t)*p])
 		p++;
+	return p;
+}
+
+/* The value parsed, or type J_BAD. Values come back in registers: parsing
+ * into memory and copying the struct out stalled on store forwarding. */
+#define J_BAD 0xff
+
+static inline struct jv jv_bad(void)
+{
+	return (struct jv){ .type = J_BAD };
+}
+
+static struct jv jr_string(struct jreader *J)
+{
+	const char *start = J->p + 1, *end = J->end;
+	const char *p = str_scan(start, end);
+
 	if (p >= end)
-		return false;
+		return jv_bad();
 	if (*p == '"') {
-		*s = start;
-		*n = (uint32_t)(p - start);
 		J->p = p + 1;
-		return true;
+		return (struct jv){ .type = J_STR, .n = (uint32_t)(p - start), .u.s = start };
 	}
 	if (*p != '\\')
-		return false;		/* a raw control byte */
+		return jv_bad();	/* a raw control byte */
 	/* Find the closing quote first, to size the decoded copy. */
 	const char *q = p;
 	while (q < end && *q != '"') {
 		if ((uint8_t)*q < 0x20)
-			return false;
+			return jv_bad();
 		if (*q == '\\' && q + 1 >= end)
-			return false;
+			return jv_bad();
 		q += *q == '\\' ? 2 : 1;
 	}
 	if (q >= end)
-		return false;
+		return jv_bad();
 	char *d = arena_alloc(&J->r->scratch, (size_t)(q - start));
-	if (!jr_unescape(start, q, d, n))
-		return false;
-	*s = d;
+	uint32_t n;
+	if (!jr_unescape(start, q, d, &n))
+		return jv_bad();
 	J->p = q + 1;
-	return true;
+	return (struct jv){ .type = J_STR, .n = n, .u.s = d };
 }
 
 static inline bool is_digit(char ch)
@@ -885,26 +996,26 @@ static inline bool is_digit(char ch)
 	return ch >= '0' && ch <= '9';
 }
 
-static bool jr_number(struct jreader *J, struct jv *v)
+static struct jv jr_number(struct jreader *J)
 {
 	const char *p = J->p, *end = J->end, *start = p;
 
 	if (*p == '-')
 		p++;
 	if (p >= end)
-		return false;
+		return jv_bad();
 	if (*p == '0') {
 		p++;
 	} else if (*p >= '1' && *p <= '9') {
 		while (p < end && is_digit(*p))
 			p++;
 	} else {
-		return false;
+		return jv_bad();
 	}
 	if (p < end && *p == '.') {
 		p++;
 		if (p >= end || !is_digit(*p))
-			return false;
+			return jv_bad();
 		while (p < end && is_digit(*p))
 			p++;
 	}
@@ -913,56 +1024,73 @@ static bool jr_number(struct jreader *J, struct jv *v)
 		if (p < end && (*p == '+' || *p == '-'))
 			p++;
 		if (p >= end || !is_digit(*p))
-			return false;
+			return jv_bad();
 		while (p < end && is_digit(*p))
 			p++;
 	}
-	v->type = J_NUM;
-	v->u.s = start;
-	v->n = (uint32_t)(p - start);
 	J->p = p;
-	return true;
+	return (struct jv){ .type = J_NUM, .n = (uint32_t)(p - start), .u.s = start };
 }
 
-static bool jr_literal(struct jreader *J, const char *word, size_t n, enum jtype t, struct jv *v)
+static struct jv jr_literal(struct jreader *J, const char *word, size_t n, enum jtype t)
 {
 	if ((size_t)(J->end - J->p) < n || memcmp(J->p, word, n) != 0)
-		return false;
+		return jv_bad();
 	J->p += n;
-	v->type = (uint8_t)t;
-	v->n = 0;
-	v->u.s = NULL;
-	return true;
+	return (struct jv){ .type = (uint8_t)t };
 }
 
-static void vstack_push(struct diff_result *r, const struct jv *v)
+static void vstack_push(struct diff_result *r, struct jv v)
 {
 	if (r->vn == r->vcap) {
 		r->vcap = r->vcap ? r->vcap * 2 : 256;
 		r->vstack = xrealloc(r->vstack, r->vcap * sizeof(*r->vstack));
 	}
-	r->vstack[r->vn++] = *v;
+	r->vstack[r->vn++] = v;
 }
 
-static struct jm *mstack_push(struct diff_result *r)
+/* Built in a register: a short memcpy into a stack word, read back whole,
+ * stalls on store forwarding. */
+static inline uint64_t key_prefix(const char *k, uint32_t n)
+{
+	uint64_t w = 0;
+
+	if (n >= 8) {
+		memcpy(&w, k, 8);
+		return __builtin_bswap64(w);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		w |= (uint64_t)(uint8_t)k[i] << (56 - 8 * i);
+	return w;
+}
+
+static void mstack_push(struct diff_result *r, const char *key, uint32_t klen, struct jv v)
 {
 	if (r->mn == r->mcap) {
 		r->mcap = r->mcap ? r->mcap * 2 : 128;
 		r->mstack = xrealloc(r->mstack, r->mcap * sizeof(*r->mstack));
 	}
-	return &r->mstack[r->mn++];
+	struct jm *m = &r->mstack[r->mn++];
+	m->kpre = key_prefix(key, klen);
+	m->key = key;
+	m->klen = klen;
+	m->v = v;
 }
 
+/* Keys are short: a byte loop beats a call to memcmp. */
 static inline int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
-	int d = memcmp(a, b, MIN(al, bl));
-	if (d)
-		return d;
+	size_t n = MIN(al, bl);
+	for (size_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return (uint8_t)a[i] - (uint8_t)b[i];
 	return al < bl ? -1 : al > bl;
 }
 
 static inline int jm_cmp(const struct jm *a, const struct jm *b)
 {
+	if (a->kpre != b->kpre)
+		return a->kpre < b->kpre ? -1 : 1;
 	return key_cmp(a->key, a->klen, b->key, b->klen);
 }
 
@@ -1011,128 +1139,124 @@ static size_t members_dedup(struct jm *m, size_t n)
 	return k;
 }
 
-static bool jr_value(struct jreader *J, struct jv *v);
+static struct jv jr_value(struct jreader *J);
 
-static bool jr_array(struct jreader *J, struct jv *v)
+/* After a member or element: ',' goes on (true), the closer ends (false,
+ * *done set), anything else is an error (false). */
+static inline bool jr_next(struct jreader *J, char closer, bool *done)
+{
+	jr_ws(J);
+	if (J->p < J->end) {
+		char ch = *J->p++;
+		if (ch == ',')
+			return true;
+		*done = ch == closer;
+	}
+	return false;
+}
+
+static struct jv jr_array(struct jreader *J)
 {
 	struct diff_result *r = J->r;
 	size_t base = r->vn;
+	const char *open = J->p;
+	bool done = false;
 
 	J->p++;
 	jr_ws(J);
 	if (J->p < J->end && *J->p == ']') {
 		J->p++;
+		done = true;
 	} else {
-		for (;;) {
-			struct jv e;
-			if (!jr_value(J, &e))
-				return false;
-			vstack_push(r, &e);
-			jr_ws(J);
-			if (J->p >= J->end)
-				return false;
-			if (*J->p == ',') {
-				J->p++;
-				continue;
-			}
-			if (*J->p != ']')
-				return false;
-			J->p++;
-			break;
-		}
+		do {
+			struct jv e = jr_value(J);
+			if (e.type == J_BAD)
+				return e;
+			vstack_push(r, e);
+		} while (jr_next(J, ']', &done));
 	}
+	if (!done)
+		return jv_bad();
 	size_t n = r->vn - base;
-	v->type = J_ARR;
-	v->n = (uint32_t)n;
-	v->u.a = NULL;
-	if (n) {
-		v->u.a = arena_alloc(&r->scratch, n * sizeof(struct jv));
-		memcpy(v->u.a, r->vstack + base, n * sizeof(struct jv));
-	}
+	struct jv v = { .type = J_ARR, .n = (uint32_t)n };
+	v.u.a = jr_children(J, open, n * sizeof(struct jv));
+	if (n)
+		memcpy(v.u.a, r->vstack + base, n * sizeof(struct jv));
 	r->vn = base;
-	return true;
+	return v;
 }
 
-static bool jr_object(struct jreader *J, struct jv *v)
+static struct jv jr_object(struct jreader *J)
 {
 	struct diff_result *r = J->r;
 	size_t base = r->mn;
+	const char *open = J->p;
+	bool done = false;
 
 	J->p++;
 	jr_ws(J);
 	if (J->p < J->end && *J->p == '}') {
 		J->p++;
+		done = true;
 	} else {
-		for (;;) {
-			const char *key;
-			uint32_t klen;
+		do {
 			jr_ws(J);
-			if (J->p >= J->end || *J->p != '"' || !jr_string(J, &key, &klen))
-				return false;
+			if (J->p >= J->end || *J->p != '"')
+				return jv_bad();
+			struct jv key = jr_string(J);
+			if (key.type == J_BAD)
+				return key;
 			jr_ws(J);
 			if (J->p >= J->end || *J->p != ':')
-				return false;
+				return jv_bad();
 			J->p++;
-			struct jv val;
-			if (!jr_value(J, &val))
-				return false;
-			struct jm *m = mstack_push(r);
-			m->key = key;
-			m->klen = klen;
-			m->v = val;
-			jr_ws(J);
-			if (J->p >= J->end)
-				return false;
-			if (*J->p == ',') {
-				J->p++;
-				continue;
-			}
-			if (*J->p != '}')
-				return false;
-			J->p++;
-			break;
-		}
+			struct jv val = jr_value(J);
+			if (val.type == J_BAD)
+				return val;
+			mstack_push(r, key.u.s, key.n, val);
+		} while (jr_next(J, '}', &done));
 	}
+	if (!done)
+		return jv_bad();
 	size_t n = r->mn - base;
-	v->type = J_OBJ;
-	v->u.o = NULL;
+	struct jv v = { .type = J_OBJ };
 	if (n) {
 		members_sort(J, r->mstack + base, n);
 		n = members_dedup(r->mstack + base, n);
-		v->u.o = arena_alloc(&r->scratch, n * sizeof(struct jm));
-		memcpy(v->u.o, r->mstack + base, n * sizeof(struct jm));
 	}
-	v->n = (uint32_t)n;
+	v.u.o = jr_children(J, open, n * sizeof(struct jm));
+	if (n)
+		memcpy(v.u.o, r->mstack + base, n * sizeof(struct jm));
+	v.n = (uint32_t)n;
 	r->mn = base;
-	return true;
+	return v;
 }
 
-static bool jr_value(struct jreader *J, struct jv *v)
+static struct jv jr_value(struct jreader *J)
 {
-	bool ok;
+	struct jv v;
 
 	jr_ws(J);
 	if (J->p >= J->end)
-		return false;
+		return jv_bad();
 	switch (*J->p) {
 	case '{':
 	case '[':
 		if (++J->depth > JSON_MAX_DEPTH)
-			return false;
-		ok = *J->p == '{' ? jr_object(J, v) : jr_array(J, v);
+			return jv_bad();
+		v = *J->p == '{' ? jr_object(J) : jr_array(J);
 		J->depth--;
-		return ok;
+		return v;
 	case '"':
-		v->type = J_STR;
-		return jr_string(J, &v->u.s, &v->n);
+		return jr_string(J);
 	case 't':
-		return jr_literal(J, "true", 4, J_TRUE, v);
+		return jr_literal(J, "true", 4, J_TRUE);
 	case 'f':
-		return jr_literal(J, "false", 5, J_FALSE, v);
+		return jr_literal(J, "false", 5, J_FALSE);
 	case 'n':
-		return jr_literal(J, "null", 4, J_NULL, v);
+		return jr_literal(J, "null", 4, J_NULL);
 	default:
-		return jr_number(J, v);
+		return jr_number(J);
 	}
 }
 
@@ -1140,15 +1264,16 @@ static bool jr_value(struct jreader *J, struct jv *v)
  * tolerated). Values larger than 4 GiB do not occur: bodies are capped. */
 static bool json_parse(struct ctx *c, const uint8_t *body, size_t len, struct jv *root)
 {
-	struct jreader J = { c->r, (const char *)body, (const char *)body + len, 0 };
+	struct jreader J = { c->r, (const char *)body, (const char *)body, (const char *)body + len, 0 };
 
-	if (len > UINT32_MAX)
+	if (len > UINT32_MAX || !body)
 		return false;
 	c->r->vn = 0;
 	c->r->mn = 0;
 	if (len >= 3 && body[0] == 0xef && body[1] == 0xbb && body[2] == 0xbf)
 		J.p += 3;
-	if (!jr_value(&J, root))
+	*root = jr_value(&J);
+	if (root->type == J_BAD)
 		return false;
 	jr_ws(&J);
 	return J.p == J.end;
@@ -1795,6 +1920,87 @@ static void json_walk(struct ctx *c, const struct jv *m, const struct jv *s, uns
 	}
 }
 
+/* ------------------------------------------------- JSON, confined to a value */
+
+static bool is_container(const struct jv *v)
+{
+	return v->type == J_ARR || v->type == J_OBJ;
+}
+
+/* Opens inside the common prefix and closes inside the common suffix:
+ * every differing byte of master, [p, e), lies strictly inside. */
+static bool span_encloses(const struct jv *v, size_t p, size_t e)
+{
+	const struct jspan *sp = jv_span(v);
+	return sp->start < p && sp->end > e;
+}
+
+/*
+ * The common case, a few bytes changed inside one value, without parsing
+ * the whole shadow. Bytes before p are equal on both sides and so are the
+ * last q. Let X be the innermost container of master whose '{' or '['
+ * comes before p and whose closer falls in the common suffix. The shadow
+ * document is then master's with X's bytes replaced by the shadow's bytes
+ * at the same start; if those parse as one value, the shadow is valid JSON
+ * and equal to master everywhere but there. So parsing that span and
+ * walking X against it gives exactly the items of a full comparison.
+ *
+ * Returns false when it does not apply (the caller parses the shadow).
+ */
+static bool json_confined(struct ctx *c, const struct jv *root, const uint8_t *m, size_t ml,
+			  const uint8_t *s, size_t sl)
+{
+	size_t common = MIN(ml, sl), p, q;
+	const uint64_t *alive = c->alive, *ca;
+	const struct jv *x = root;
+	unsigned depth = 0;
+	bool ignored = ignore_root(c);
+
+	p = common_prefix(m, s, common);
+	q = common_suffix(m, ml, s, sl, common - p);
+	size_t e = ml - q;
+	if (!is_container(root) || !span_encloses(root, p, e))
+		return false;
+	for (;;) {
+		const struct jv *next = NULL;
+		if (x->type == J_ARR) {
+			for (uint32_t i = 0; i < x->n && !next; i++) {
+				if (is_container(&x->u.a[i]) && span_encloses(&x->u.a[i], p, e)) {
+					next = &x->u.a[i];
+					c->frames[depth] = (struct frame){ NULL, 0, i, true };
+				}
+			}
+		} else {
+			for (uint32_t i = 0; i < x->n && !next; i++) {
+				const struct jm *mm = &x->u.o[i];
+				if (is_container(&mm->v) && span_encloses(&mm->v, p, e)) {
+					next = &mm->v;
+					c->frames[depth] = (struct frame){ mm->key, mm->klen, 0, false };
+				}
+			}
+		}
+		if (!next)
+			break;
+		if (!ignored)
+			ignored = ignore_step(c, alive, depth, &ca);
+		alive = ca;
+		x = next;
+		depth++;
+	}
+	/* The shadow's value at X: same start, end moved by the length change. */
+	const struct jspan *sp = jv_span(x);
+	size_t send = sp->end + sl - ml;
+	struct jreader J = { c->r, (const char *)s, (const char *)s + sp->start, (const char *)s + send, depth };
+	c->r->vn = 0;
+	c->r->mn = 0;
+	struct jv y = jr_value(&J);
+	if (y.type == J_BAD || J.p != J.end)
+		return false;
+	if (!ignored)
+		json_walk(c, x, &y, depth, alive);
+	return true;
+}
+
 /* ------------------------------------------------------------- byte bodies */
 
 /* Token bytes: letters, digits and +/=._:- */
@@ -1933,16 +2139,14 @@ static void item_show_range(struct diff_item *it, size_t i)
 static void compare_bytes(struct ctx *c, const uint8_t *m, size_t ml, const uint8_t *s, size_t sl)
 {
 	struct ranges rs = { 0 };
-	size_t common = MIN(ml, sl), p = 0, q = 0;
+	size_t common = MIN(ml, sl), p, q;
 
 	if (ml == sl && memcmp(m, s, ml) == 0)
 		return;
-	while (p < common && m[p] == s[p])
-		p++;
+	p = common_prefix(m, s, common);
 	while (p > 0 && !(tok_boundary(m, ml, p) && tok_boundary(s, sl, p)))
 		p--;
-	while (q < common - p && m[ml - 1 - q] == s[sl - 1 - q])
-		q++;
+	q = common_suffix(m, ml, s, sl, common - p);
 	while (q > 0 && !(tok_boundary(m, ml, ml - q) && tok_boundary(s, sl, sl - q)))
 		q--;
 	if (!token_ranges(c, m, p, ml - q, s, sl - q, &rs) || rs.n == 0) {
@@ -2024,9 +2228,8 @@ static void compare_truncated(struct ctx *c, const struct diff_response *m, cons
 
 	if (mt == st && mc == sc)
 		return;
-	size_t common = MIN(m->body_len, s->body_len), p = 0;
-	while (p < common && m->body[p] == s->body[p])
-		p++;
+	size_t common = MIN(m->body_len, s->body_len);
+	size_t p = common ? common_prefix(m->body, s->body, common) : 0;
 	struct diff_item *it = item_new(c, DIFF_BODY, CHANGE_VALUE);
 	if (!it)
 		return;
@@ -2060,11 +2263,15 @@ static void compare_bodies(struct ctx *c, const struct diff_response *m, const s
 		return;
 	if (response_is_json(m) && response_is_json(s)) {
 		struct jv mj, sj;
-		if (json_parse(c, mb, ml, &mj) && json_parse(c, sb, sl, &sj)) {
+		if (json_parse(c, mb, ml, &mj)) {
 			ignore_prepare(c);
-			if (!ignore_root(c))
-				json_walk(c, &mj, &sj, 0, c->alive);
-			return;
+			if (json_confined(c, &mj, mb, ml, sb, sl))
+				return;
+			if (json_parse(c, sb, sl, &sj)) {
+				if (!ignore_root(c))
+					json_walk(c, &mj, &sj, 0, c->alive);
+				return;
+			}
 		}
 	}
 	compare_bytes(c, mb ? mb : (const uint8_t *)"", ml, sb ? sb : (const uint8_t *)"", sl);

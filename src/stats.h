@@ -23,6 +23,11 @@
  *   reference itself n_r = n_s, so it never reports. Past max_places per
  *   endpoint and backend, new places count under where "(other)" of their
  *   kind.
+ *
+ * Per record the comparator calls: diff_compare() for each shadow and the
+ * reference against master, diff_mark_noise(shadow, reference) for every
+ * other shadow, diff_mark_all_noise(reference), then stats_add() once with
+ * endpoint_of() of the request.
  */
 #include <stdbool.h>
 #include <stddef.h>

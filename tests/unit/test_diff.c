@@ -372,6 +372,8 @@ static void test_json_ignore(void)
 	const char *root[] = { "" };
 	struct diff_options o2 = { .ignore_json = root, .nignore_json = 1 };
 	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":1}", "[2]"), 0);
+	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":{\"b\":1}}", "{\"a\":{\"b\":2}}"), 0);
+	CU_ASSERT_EQUAL(json_diff_opt(&o2, "{\"a\":{\"b\":1}}", "{\"a\":{\"b\":2,}}"), 1);	/* not JSON */
 	/* "*" at the first segment, and many patterns (past one 64-bit word) */
 	const char *many[70];
 	char bufs[70][16];
@@ -476,6 +478,115 @@ static void test_json_random_reformat(void)
 		free(b);
 		free(c);
 		json_decref(j);
+	}
+}
+
+/* A random mutation somewhere inside j: change, add or remove a member or
+ * an element. */
+static void mutate(json_t *j, unsigned *seed)
+{
+	for (;;) {
+		size_t n = json_is_object(j) ? json_object_size(j) : json_array_size(j);
+		bool descend = n && rand_r(seed) % 3 != 0;
+		if (descend) {
+			json_t *child;
+			if (json_is_object(j)) {
+				size_t k = (size_t)rand_r(seed) % n, i = 0;
+				const char *key;
+				json_t *v;
+				child = NULL;
+				json_object_foreach(j, key, v) {
+					if (i++ == k)
+						child = v;
+				}
+			} else {
+				child = json_array_get(j, (size_t)rand_r(seed) % n);
+			}
+			if (json_is_object(child) || json_is_array(child)) {
+				j = child;
+				continue;
+			}
+		}
+		int op = rand_r(seed) % 3;
+		if (json_is_object(j)) {
+			char k[16];
+			snprintf(k, sizeof(k), "k%d", rand_r(seed) % 24);
+			if (op == 0 && json_object_get(j, k))
+				json_object_del(j, k);
+			else
+				json_object_set_new(j, k, random_json(seed, 3));
+		} else {
+			size_t at = n ? (size_t)rand_r(seed) % (n + 1) : 0;
+			if (op == 0 && at < n)
+				json_array_remove(j, at);
+			else if (op == 1 && at < n)
+				json_array_set_new(j, at, random_json(seed, 3));
+			else
+				json_array_insert_new(j, at, random_json(seed, 3));
+		}
+		return;
+	}
+}
+
+struct snap {
+	size_t n;
+	char text[64][160];
+};
+
+static void snapshot(struct snap *sn)
+{
+	sn->n = diff_count(R);
+	for (size_t i = 0; i < sn->n && i < 64; i++) {
+		const struct diff_item *it = item(i);
+		snprintf(sn->text[i], sizeof(sn->text[i]), "%d %d %s|%.*s|%.*s", it->kind, it->change,
+			 it->where ? it->where : "-", (int)it->master_len, it->master ? it->master : "(absent)",
+			 (int)it->shadow_len, it->shadow ? it->shadow : "(absent)");
+	}
+}
+
+/* Comparing against the shadow re-formatted (which defeats the shortcut
+ * that parses only the changed value) gives the very same items. */
+static void test_json_confined_equals_full(void)
+{
+	unsigned seed = 4242;
+	const char *ign[] = { "/root/k3", "/root/*/k5", "/a/b/1/root/k3", "/a/b/*/root/*/k5" };
+	struct diff_options o = { .ignore_json = ign, .nignore_json = 4 };
+	for (int round = 0; round < 1200; round++) {
+		/* half the time the changed value sits three levels down */
+		json_t *j = json_object(), *r = random_json(&seed, 0);
+		json_object_set_new(j, "root", r);
+		json_object_set_new(j, "tail", json_string("end"));
+		if (round % 4 >= 2) {
+			json_t *env = json_pack("{s:s, s:{s:[i, O, i]}}", "tail", "end", "a", "b", 0, j, 2);
+			json_decref(j);
+			j = env;
+		}
+		json_t *k = json_deep_copy(j);
+		json_t *kr = round % 4 >= 2 ? json_array_get(json_object_get(json_object_get(k, "a"), "b"), 1) : k;
+		int muts = 1 + rand_r(&seed) % 3;
+		for (int i = 0; i < muts; i++)
+			mutate(json_object_get(kr, "root"), &seed);
+		char *a = json_dumps(j, JSON_COMPACT);
+		char *b = json_dumps(k, JSON_COMPACT);
+		char *pb = json_dumps(k, JSON_INDENT(1));
+		const struct diff_options *opt = round % 2 ? &o : NULL;
+		struct snap x, y;
+		json_diff_opt(opt, a, b);
+		snapshot(&x);
+		json_diff_opt(opt, a, pb);
+		snapshot(&y);
+		CU_ASSERT_EQUAL(x.n, y.n);
+		bool same = x.n == y.n;
+		for (size_t i = 0; same && i < x.n && i < 64; i++)
+			same = strcmp(x.text[i], y.text[i]) == 0;
+		CU_ASSERT(same);
+		if (!same)
+			fprintf(stderr, "\nconfined/full differ:\n%s\n%s\n", a, b);
+		free(a);
+		free(b);
+		free(pb);
+		json_decref(j);
+		json_decref(k);
 	}
 }
 
@@ -1205,6 +1316,7 @@ int main(void)
 		{ "json ignore", test_json_ignore },
 		{ "json invalid -> bytes", test_json_invalid_falls_back },
 		{ "json random reformat", test_json_random_reformat },
+		{ "json confined == full", test_json_confined_equals_full },
 		{ "gzip vs identity", test_gzip_identity },
 		{ "deflate zlib/raw", test_deflate },
 		{ "decode failures", test_decode_failures },

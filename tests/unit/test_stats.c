@@ -342,6 +342,34 @@ static void test_absolute_end_to_end(void)
 	}
 }
 
+/* Noise makes a record match, but the place still counts for Diffy's rule. */
+static void test_noise_counts(void)
+{
+	struct stats *s = stats3(2, 0, 0);
+	struct diff_result *d = diff_result_new(), *rd = diff_result_new();
+	mkdiff(d, "{\"t\":1,\"x\":1}", "{\"t\":2,\"x\":1}");
+	mkdiff(rd, "{\"t\":1,\"x\":1}", "{\"t\":3,\"x\":1}");
+	diff_mark_noise(d, rd);
+	diff_mark_all_noise(rd);
+	CU_ASSERT_TRUE(diff_matches(d));
+	for (int i = 0; i < 10; i++)
+		add(s, "GET /t", d, rd);
+	const struct stats_counts *c = stats_counts(s, 0, 1), *r = stats_counts(s, 0, 2);
+	CU_ASSERT_EQUAL(c->matched, 10);
+	CU_ASSERT_EQUAL(c->mismatched, 0);
+	/* the reference "matches" only without differences, noise or not */
+	CU_ASSERT_EQUAL(r->matched, 0);
+	CU_ASSERT_EQUAL(r->mismatched, 10);
+	struct stats_place p;
+	CU_ASSERT_FATAL(place_find(s, 0, 1, "/t", &p));
+	CU_ASSERT_EQUAL(p.shadow_count, 10);
+	CU_ASSERT_EQUAL(p.reference_count, 10);
+	CU_ASSERT_FALSE(p.reported);
+	diff_result_free(d);
+	diff_result_free(rd);
+	stats_free(s);
+}
+
 static void test_other_folding(void)
 {
 	struct stats *s = stats3(-1, 2, 3);
@@ -482,6 +510,7 @@ int main(void)
 		{ "counting", test_counting },
 		{ "diffy rule end to end", test_rule_end_to_end },
 		{ "absolute margin end to end", test_absolute_end_to_end },
+		{ "noise matches, places count", test_noise_counts },
 		{ "other folding", test_other_folding },
 		{ "json output", test_json_output },
 		{ "table", test_table },
