@@ -53,7 +53,7 @@ TOOL_BIN  := $(TOOL_SRC:tools/%.c=$(B)/tools/%)
 
 ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
 
-.PHONY: all deps test test-unit test-integration test-threads bench demo clean install
+.PHONY: all deps test test-unit test-integration test-threads tsan-canary bench demo clean install
 .DEFAULT_GOAL := all
 
 all: $(B)/kage $(TOOL_BIN) $(if $(SAN),,kage)
@@ -108,9 +108,22 @@ test-integration: $(B)/kage $(TOOL_BIN)
 	python3 tests/integration/run.py --build $(B)
 
 # The tests that exercise threads, for the TSan flavour.
-test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN)
+test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN) tsan-canary
 	$(B)/tests/test_spsc
 	python3 tests/integration/run.py --build $(B) --threads-only
+
+# Proof that the TSan job sees races at all: the queue built with its
+# publication relaxed (SPSC_BROKEN) must be reported. Only meaningful
+# with SAN=thread.
+tsan-canary: $(B)/libkage.a
+	@mkdir -p $(B)/tests
+	$(CC) $(ALL_CFLAGS) -DSPSC_BROKEN $(LDFLAGS) -o $(B)/tests/spsc-broken tests/unit/test_spsc.c \
+	    $(B)/libkage.a $(LDLIBS) -lcunit
+	@if [ "$(SAN)" != thread ]; then echo "tsan-canary: needs SAN=thread"; exit 1; fi
+	@if $(B)/tests/spsc-broken > $(B)/tests/spsc-broken.log 2>&1; then \
+	    echo "tsan-canary: TSan did not report the broken queue"; exit 1; fi
+	@grep -q 'ThreadSanitizer: data race' $(B)/tests/spsc-broken.log
+	@echo "tsan-canary: the deliberately broken queue is reported by TSan, as it must be"
 
 bench: all
 	tools/install-deps --bench

@@ -39,6 +39,15 @@ enum shadow_reason {
 	SKIP_REASONS
 };
 
+static inline const char *shadow_reason_name(enum shadow_reason r)
+{
+	static const char *const names[SKIP_REASONS] = {
+		"method", "path", "sample", "body_too_large", "overload", "memory",
+		"queue_full", "plugin", "upgrade", "client_gone",
+	};
+	return names[r];
+}
+
 /* How a backend exchange failed. */
 enum backend_error {
 	BERR_NONE = 0,

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,16 @@ static void serve_signals(struct server *srv, const sigset_t *set)
 	}
 }
 
+/* One counter summed over the shards (relaxed reads: they have stopped). */
+static uint64_t sum_counter(struct server *srv, size_t offset)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < srv->nshards; i++)
+		sum += atomic_load_explicit((counter_t *)(void *)((char *)&srv->shards[i].ctr + offset),
+					    memory_order_relaxed);
+	return sum;
+}
+
 static void summary(struct server *srv)
 {
 	uint64_t requests = 0, shadowed = 0, zc = 0, copied = 0, dropped = 0;
@@ -261,6 +272,16 @@ static void summary(struct server *srv)
 		 (unsigned long long)atomic_load(&cc->records), (unsigned long long)atomic_load(&cc->matched),
 		 (unsigned long long)atomic_load(&cc->mismatched),
 		 (unsigned long long)dropped, (unsigned long long)atomic_load(&cc->lost));
+	if (srv->cfg->nbackends > 1) {
+		char line[512];
+		int n = snprintf(line, sizeof line, "shadows: %llu sent; skipped:",
+				 (unsigned long long)sum_counter(srv, offsetof(struct shard_counters, shadow_sent)));
+		for (int r = 0; r < SKIP_REASONS && n < (int)sizeof line; r++)
+			n += snprintf(line + n, sizeof line - (size_t)n, " %s=%llu", shadow_reason_name(r),
+				      (unsigned long long)sum_counter(srv, offsetof(struct shard_counters,
+										  shadow_skipped[r])));
+		log_info("%s", line);
+	}
 	(void)shadowed;
 	log_debug("zero-copy: %llu master body bytes sent from their receive buffers, %llu copied",
 		  (unsigned long long)zc, (unsigned long long)copied);

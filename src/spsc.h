@@ -36,6 +36,17 @@
 
 #include "util.h"
 
+/*
+ * The canary for the ThreadSanitizer job: built with -DSPSC_BROKEN the
+ * publication is relaxed (it still "works" on x86), and TSan must report
+ * the race. If it does not, the TSan job is not checking anything.
+ */
+#ifdef SPSC_BROKEN
+#define SPSC_PUBLISH memory_order_relaxed
+#else
+#define SPSC_PUBLISH memory_order_seq_cst
+#endif
+
 struct spsc {
 	/* consumer side */
 	_Atomic size_t head CACHE_ALIGNED;
@@ -78,7 +89,7 @@ static inline bool spsc_push(struct spsc *q, void *p)
 			return false;
 	}
 	q->slot[t & q->mask] = p;
-	atomic_store_explicit(&q->tail, t + 1, memory_order_seq_cst);
+	atomic_store_explicit(&q->tail, t + 1, SPSC_PUBLISH);
 	return true;
 }
 

@@ -49,8 +49,9 @@ static void close_upstream(struct shard *sh, struct upstream *up)
 	if (up->state == UP_IDLE)
 		pool_remove(sh, up);
 	up->state = UP_DEAD;
+	/* No callback from now on; the owner stays readable for the one the
+	 * caller may be about to make (fail() reports after closing). */
 	up->ops = NULL;
-	up->owner = NULL;
 	timer_stop(&up->timer);
 	outq_clear(sh, &up->c.out);
 	shard_close_conn(sh, &up->c);
