@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -453,9 +454,7 @@ static void master_error(struct upstream *up, enum backend_error err)
 static void master_drained(struct upstream *up)
 {
 	struct client *cl = owner_of(up);
-	struct shard *sh = shard_of_client(cl);
-	if (cl->c.recv_paused && (cl->state == C_BODY || cl->state == C_TUNNEL))
-		shard_arm_recv(sh, &cl->c, OP_CLIENT_RECV);
+	shard_resume_recv(shard_of_client(cl), &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 }
 
 static const struct upstream_ops master_ops = {
@@ -521,7 +520,7 @@ static void on_request_body(void *owner, const char *at, size_t len)
 	if (up->state == UP_ACTIVE)
 		shard_mark_dirty(sh, &up->c);
 	if (up->c.out.bytes > REQ_HIGH)
-		shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV);
+		shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 }
 
 static void on_request_end(struct shard *sh, struct client *cl)
@@ -560,8 +559,8 @@ static void finish_exchange(struct shard *sh, struct client *cl)
 	cl->state = C_IDLE;
 	if (outq_empty(&cl->c.out))
 		start_timer(sh, cl);
-	if (!cl->c.recv_armed && cl->in_count < INQ_PAUSE)
-		shard_arm_recv(sh, &cl->c, OP_CLIENT_RECV);
+	/* Whatever master-side reason held the client back is gone. */
+	shard_resume_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 }
 
 /* --- input --------------------------------------------------------------------- */
@@ -624,7 +623,7 @@ static void tunnel_input(struct shard *sh, struct client *cl, struct inbuf *in)
 			 in->len - in->off, ref);
 		shard_mark_dirty(sh, &up->c);
 		if (up->c.out.bytes > REQ_HIGH)
-			shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV);
+			shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 	}
 	in->off = in->len;
 }
@@ -654,8 +653,12 @@ static void process_input(struct shard *sh, struct client *cl)
 	}
 	cl->in_process = false;
 	/* Holding several pipelined buffers: stop reading until they are served. */
-	if (cl->in_count >= INQ_PAUSE && cl->state != C_CLOSED)
-		shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV);
+	if (cl->state == C_CLOSED)
+		return;
+	if (cl->in_count >= INQ_PAUSE)
+		shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_PIPELINE);
+	else
+		shard_resume_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_PIPELINE);
 }
 
 static void on_eof(struct shard *sh, struct client *cl)
@@ -722,14 +725,28 @@ void client_on_recv(struct shard *sh, struct client *cl, const struct uring_even
 		client_close(sh, cl);
 		return;
 	}
-	if (!cl->c.recv_armed && !cl->c.recv_paused && cl->state != C_CLOSED && !cl->peer_closed)
+	if (conn_wants_recv(&cl->c) && cl->state != C_CLOSED && !cl->peer_closed)
 		shard_arm_recv(sh, &cl->c, OP_CLIENT_RECV);
 }
 
 void client_on_send(struct shard *sh, struct client *cl, const struct uring_event *ev)
 {
-	cl->c.inflight--;
-	bool whole = outq_sent(sh, &cl->c.out, ev->res);
+	if (ev->flags & UEV_NOTIF) {
+		/* A SEND_ZC's buffers are free to go. */
+		cl->c.inflight--;
+		if ((uint32_t)ev->res & URING_ZC_COPIED)
+			CTR_INC(&sh->ctr, zc_kernel_copied);
+		outq_zc_notified(sh, &cl->c.out);
+		return;
+	}
+	bool whole;
+	if (ev->flags & UEV_MORE) {
+		/* SEND_ZC: the notification will come; it keeps the op counted. */
+		whole = outq_sent_zc(sh, &cl->c.out, ev->res);
+	} else {
+		cl->c.inflight--;
+		whole = outq_sent(sh, &cl->c.out, ev->res);
+	}
 	if (cl->state == C_CLOSED)
 		return;
 	if (!whole) {

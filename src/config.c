@@ -45,8 +45,7 @@
 /* Features whose options are parsed but not acted on yet. --help marks
  * them; delete a name here when its feature lands. */
 static const char *const not_yet_implemented[] = {
-	"admin", "plugin", "reference", "noise-relative", "noise-absolute",
-	"ignore-json", "redact-header", "send-zc",
+	"admin", "plugin",
 };
 #define NOT_YET_MARK "(not yet implemented)"
 

@@ -83,6 +83,8 @@ struct shard_counters {
 	/* zero-copy accounting for master response bodies */
 	counter_t body_bytes_zerocopy;	/* sent from the buffer they arrived in */
 	counter_t body_bytes_copied;	/* memcpy'd on the way (should stay 0) */
+	counter_t zc_sends;		/* --send-zc: SEND_ZC used */
+	counter_t zc_kernel_copied;	/* ... and the kernel copied anyway (loopback) */
 
 	/* shadows */
 	counter_t shadow_eligible;

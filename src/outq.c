@@ -137,6 +137,43 @@ bool outq_sent(struct shard *sh, struct outq *q, int res)
 	return whole;
 }
 
+bool outq_sent_zc(struct shard *sh, struct outq *q, int res)
+{
+	struct outblk *b = q->head;
+	q->sending = false;
+	if (!b)
+		return res >= 0;
+	bool whole = res >= 0 && (uint32_t)res == b->bytes;
+	q->bytes -= b->bytes;
+	q->head = b->next;
+	if (!q->head)
+		q->tail = NULL;
+	b->next = NULL;
+	if (q->zc_last)
+		q->zc_last->next = b;
+	else
+		q->zc_wait = b;
+	q->zc_last = b;
+	return whole;
+}
+
+/* Notifications come in the order the sends were made. */
+void outq_zc_notified(struct shard *sh, struct outq *q)
+{
+	struct outblk *b = q->zc_wait;
+	if (!b)
+		return;
+	q->zc_wait = b->next;
+	if (!q->zc_wait)
+		q->zc_last = NULL;
+	free_block(sh, b);
+}
+
+uint32_t outq_next_bytes(const struct outq *q)
+{
+	return q->head && !q->sending ? q->head->bytes : 0;
+}
+
 /*
  * The block in flight stays until its completion arrives: its buffers may
  * not be recycled while the kernel can still read them (a recycled

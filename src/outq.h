@@ -57,6 +57,8 @@ struct outblk {
 struct outq {
 	struct outblk *head;	/* head is in flight while `sending` */
 	struct outblk *tail;
+	struct outblk *zc_wait;	/* sent with SEND_ZC, buffers held until notified */
+	struct outblk *zc_last;
 	uint64_t bytes;		/* queued and not yet completed */
 	bool sending;
 };
@@ -87,6 +89,15 @@ struct msghdr *outq_next(struct outq *q);
  * references and block. Returns true when everything it carried was sent.
  */
 bool outq_sent(struct shard *sh, struct outq *q, int res);
+/*
+ * A SEND_ZC of the head block completed and the kernel will notify when it
+ * no longer reads the buffers: the block leaves the queue (the next send
+ * may start) but its references are held until outq_zc_notified().
+ */
+bool outq_sent_zc(struct shard *sh, struct outq *q, int res);
+void outq_zc_notified(struct shard *sh, struct outq *q);
+/* Bytes of the block that would be sent next (to choose SEND_ZC or not). */
+uint32_t outq_next_bytes(const struct outq *q);
 /* Drop everything queued (the socket is going away). */
 void outq_clear(struct shard *sh, struct outq *q);
 

@@ -285,6 +285,10 @@ static void summary(struct server *srv)
 	(void)shadowed;
 	log_debug("zero-copy: %llu master body bytes sent from their receive buffers, %llu copied",
 		  (unsigned long long)zc, (unsigned long long)copied);
+	if (srv->cfg->send_zc)
+		log_info("--send-zc: %llu SEND_ZC sends, %llu of them copied by the kernel anyway",
+			 (unsigned long long)sum_counter(srv, offsetof(struct shard_counters, zc_sends)),
+			 (unsigned long long)sum_counter(srv, offsetof(struct shard_counters, zc_kernel_copied)));
 	comparator_summary(&srv->cmp, stderr);
 }
 

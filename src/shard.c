@@ -26,6 +26,7 @@
 #define ACCEPT_RETRY_NS (100 * NS_PER_MSEC)
 #define ALOG_CAP (64 * 1024)
 #define BYTES_BUDGET ((size_t)512 << 20)
+#define ZC_MIN_BYTES (16 * 1024)	/* below this SEND_ZC costs more than it saves */
 
 /* --- buffers ----------------------------------------------------------------- */
 
@@ -61,9 +62,8 @@ static void arm_now(struct shard *sh, struct conn *c)
 
 void shard_arm_recv(struct shard *sh, struct conn *c, enum op op)
 {
-	c->recv_paused = false;
 	c->recv_op = (uint8_t)op;
-	if (c->recv_armed || c->closing || c->starved)
+	if (c->recv_armed || c->paused || c->closing || c->starved)
 		return;
 	/* Arming on an empty buffer ring fails at once with ENOBUFS; wait
 	 * for a buffer to come back instead of spinning. */
@@ -76,11 +76,20 @@ void shard_arm_recv(struct shard *sh, struct conn *c, enum op op)
 	arm_now(sh, c);
 }
 
-void shard_pause_recv(struct shard *sh, struct conn *c, enum op op)
+void shard_pause_recv(struct shard *sh, struct conn *c, enum op op, enum pause_reason why)
 {
-	c->recv_paused = true;
-	if (c->recv_armed)
+	bool was = c->paused != 0;
+	c->paused |= (uint8_t)why;
+	if (!was && c->recv_armed)
 		uring_cancel(sh->ring, op_data(c, op));
+}
+
+void shard_resume_recv(struct shard *sh, struct conn *c, enum op op, enum pause_reason why)
+{
+	if (!(c->paused & why))
+		return;
+	c->paused &= (uint8_t)~why;
+	shard_arm_recv(sh, c, op);
 }
 
 /* Buffers came back: give waiting connections their receive again. */
@@ -92,7 +101,7 @@ static void feed_starved(struct shard *sh)
 			sh->starved[g] = c->starved_next;
 			c->starved = false;
 			c->starved_next = NULL;
-			if (!c->closing && !c->recv_paused && !c->recv_armed)
+			if (conn_wants_recv(c))
 				arm_now(sh, c);
 		}
 	}
@@ -121,11 +130,19 @@ static void flush_dirty(struct shard *sh)
 		if (c->kind == CONN_UPSTREAM &&
 		    ((struct upstream *)(void *)c)->state == UP_CONNECTING)
 			continue;	/* flushed once connected */
+		uint32_t bytes = outq_next_bytes(&c->out);
 		struct msghdr *msg = outq_next(&c->out);
 		if (!msg)
 			continue;
-		uring_sendmsg(sh->ring, c->fd, msg,
-			      op_data(c, c->kind == CONN_CLIENT ? OP_CLIENT_SEND : OP_UP_SEND));
+		uint64_t data = op_data(c, c->kind == CONN_CLIENT ? OP_CLIENT_SEND : OP_UP_SEND);
+		/* SEND_ZC only pays off for large sends on a real NIC, and only
+		 * toward clients (master responses); it is an operator's choice. */
+		if (c->kind == CONN_CLIENT && sh->cfg->send_zc && bytes >= ZC_MIN_BYTES) {
+			uring_sendmsg_zc(sh->ring, c->fd, msg, data);
+			CTR_INC(&sh->ctr, zc_sends);
+		} else {
+			uring_sendmsg(sh->ring, c->fd, msg, data);
+		}
 		c->inflight++;
 	}
 }

@@ -89,8 +89,8 @@ struct conn {
 	uint8_t inflight;	/* operations not yet completed */
 	uint8_t group;		/* provided-buffer group it receives into */
 	uint8_t recv_op;	/* enum op of its receive, to re-arm it */
-	bool recv_armed;	/* a multishot recv is (believed) armed */
-	bool recv_paused;	/* backpressure: do not re-arm */
+	bool recv_armed;	/* a multishot recv is armed (its last completion not seen) */
+	uint8_t paused;		/* PAUSE_* reasons not to receive: 0 = receive */
 	bool dirty;		/* on the shard's flush list */
 	bool starved;		/* on the shard's list waiting for buffers */
 	bool closing;		/* close requested: free when inflight hits 0 */
@@ -101,6 +101,13 @@ struct conn {
 };
 
 enum conn_kind { CONN_CLIENT = 1, CONN_UPSTREAM = 2 };
+
+/* Why a connection is not reading: each reason is lifted on its own. */
+enum pause_reason {
+	PAUSE_PIPELINE = 1 << 0,	/* client: pipelined requests waiting */
+	PAUSE_UPSTREAM_FULL = 1 << 1,	/* client: master has not taken the body yet */
+	PAUSE_CLIENT_SLOW = 1 << 2,	/* upstream: the client has not read the response */
+};
 
 /* Idle keep-alive connections to one backend (LIFO: the warmest first). */
 struct upstream_pool {
@@ -191,10 +198,21 @@ void shard_destroy(struct shard *sh);
 
 /* Queue c for one flush at the end of this batch. */
 void shard_mark_dirty(struct shard *sh, struct conn *c);
-/* (Re)arm c's multishot recv now, or when its group has buffers again. */
+/*
+ * (Re)arm c's multishot recv, now or when its group has buffers again,
+ * unless it is paused or already armed. A recv whose cancel is still in
+ * flight counts as armed: its final completion re-arms it if wanted.
+ */
 void shard_arm_recv(struct shard *sh, struct conn *c, enum op op);
-/* Stop c's recv (backpressure); it stays off until shard_arm_recv. */
-void shard_pause_recv(struct shard *sh, struct conn *c, enum op op);
+/* Stop reading for `why` (backpressure); other reasons may also hold. */
+void shard_pause_recv(struct shard *sh, struct conn *c, enum op op, enum pause_reason why);
+/* Lift `why`; reading resumes when no reason is left. */
+void shard_resume_recv(struct shard *sh, struct conn *c, enum op op, enum pause_reason why);
+/* After a final recv completion: arm again if the connection still wants to read. */
+static inline bool conn_wants_recv(const struct conn *c)
+{
+	return !c->recv_armed && !c->paused && !c->closing;
+}
 /* Cancel what is in flight on c and close its socket. */
 void shard_close_conn(struct shard *sh, struct conn *c);
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -182,9 +183,10 @@ void upstream_release(struct shard *sh, struct upstream *up)
 	pool->idle = up;
 	pool->nidle++;
 	timer_start(&sh->timers, &up->timer, sh->tq_pool, sh->now, on_timer);
-	/* Keep listening: a backend closing the idle connection is seen at once. */
-	if (!up->c.recv_armed)
-		shard_arm_recv(sh, &up->c, OP_UP_RECV);
+	/* Keep listening: a backend closing the idle connection is seen at
+	 * once. Whatever paused it belonged to the owner that just left. */
+	up->c.paused = 0;
+	shard_arm_recv(sh, &up->c, OP_UP_RECV);
 }
 
 void upstream_abort(struct shard *sh, struct upstream *up)
@@ -194,13 +196,12 @@ void upstream_abort(struct shard *sh, struct upstream *up)
 
 void upstream_pause(struct shard *sh, struct upstream *up)
 {
-	shard_pause_recv(sh, &up->c, OP_UP_RECV);
+	shard_pause_recv(sh, &up->c, OP_UP_RECV, PAUSE_CLIENT_SLOW);
 }
 
 void upstream_resume(struct shard *sh, struct upstream *up)
 {
-	if (up->state == UP_ACTIVE || up->state == UP_TUNNEL)
-		shard_arm_recv(sh, &up->c, OP_UP_RECV);
+	shard_resume_recv(sh, &up->c, OP_UP_RECV, PAUSE_CLIENT_SLOW);
 }
 
 void upstream_on_connect(struct shard *sh, struct upstream *up, const struct uring_event *ev)
@@ -345,7 +346,7 @@ void upstream_on_recv(struct shard *sh, struct upstream *up, const struct uring_
 			fail(sh, up, BERR_RESET);
 		return;
 	}
-	if (!up->c.recv_armed && !up->c.recv_paused && up->state != UP_DEAD)
+	if (conn_wants_recv(&up->c) && up->state != UP_DEAD)
 		shard_arm_recv(sh, &up->c, OP_UP_RECV);
 }
 

@@ -309,10 +309,20 @@ void uring_sendmsg(struct uring *u, int fd, const struct msghdr *msg, uint64_t d
 	io_uring_sqe_set_data64(sqe, data);
 }
 
+/* IORING_SEND_ZC_REPORT_USAGE and IORING_NOTIF_USAGE_ZC_COPIED, unknown to 2.3. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+
+/*
+ * The notification's res then says whether the kernel had to copy after
+ * all (it always does on loopback: MSG_ZEROCOPY to a local socket copies).
+ */
 void uring_sendmsg_zc(struct uring *u, int fd, const struct msghdr *msg, uint64_t data)
 {
 	struct io_uring_sqe *sqe = get_sqe(u);
 	io_uring_prep_sendmsg_zc(sqe, fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
+	sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 	io_uring_sqe_set_data64(sqe, data);
 }
 

@@ -36,6 +36,7 @@ struct uring_event {
 #define UEV_MORE	(1u << 0)	/* the multishot request stays armed */
 #define UEV_BUFFER	(1u << 1)	/* a provided buffer was consumed: see uev_bid() */
 #define UEV_NOTIF	(1u << 2)	/* a SEND_ZC notification */
+#define URING_ZC_COPIED	(1u << 31)	/* in a notification's res: the kernel copied */
 #define UEV_BID_SHIFT	16
 
 static inline unsigned uev_bid(const struct uring_event *ev)

@@ -1,7 +1,9 @@
 """The master path for ordinary traffic: keep-alive, pooling, pipelining,
 headers kage must keep, add or drop, and responses without bodies."""
 import http.client
+import socket
 import subprocess
+import time
 
 from harness import (Case, Reader, count, exchange, request, reset_count, wait_for)
 
@@ -198,3 +200,43 @@ class Clients(Case):
         self.assertNotIn("Socket errors", out.stdout)
         self.assertNotIn("Non-2xx", out.stdout)
         self.assertIn("requests in", out.stdout)
+
+
+def pattern(n):
+    unit = b"abcdefghijklmnopqrstuvwxyz0123456789\n"
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+class Backpressure(Case):
+    """Regression: a response that filled the client's output paused
+    master's receive; when it ended before the pause's cancel completed,
+    the pooled connection went back with its receive paused and the next
+    request on it timed out (504 after --backend-timeout)."""
+
+    def fetch_many(self, kg, size, n, slow=False):
+        want = pattern(size)
+        for i in range(n):
+            s = self.connect(kg.port)
+            if slow:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            s.sendall(request("GET", f"/size/{size}", headers=[("Connection", "close")]))
+            t0 = time.monotonic()
+            rd = Reader(s, timeout=3)
+            if slow:
+                time.sleep(0.05)	# let kage's output back up
+            r = rd.response()
+            self.assertEqual(r.status, 200, f"request {i}")
+            self.assertEqual(r.body, want, f"request {i}")
+            self.assertLess(time.monotonic() - t0, 3)
+
+    def test_large_responses_back_to_back(self):
+        be, kg = self.proxy("--backend-timeout", "3")
+        self.fetch_many(kg, 1000000, 12)
+        self.fetch_many(kg, 3000000, 4, slow=True)
+
+    def test_send_zc_bodies_intact(self):
+        be, kg = self.proxy("--send-zc", "--backend-timeout", "3")
+        self.fetch_many(kg, 1000000, 6)
+        self.fetch_many(kg, 70000, 6)
+        kg.stop()
+        self.assertRegex(kg.stderr(), r"--send-zc: [1-9]\d* SEND_ZC sends")
