@@ -16,6 +16,15 @@ SAN     ?=
 comma   := ,
 
 FLAVOUR := $(if $(SAN),san-$(subst $(comma),-,$(SAN)),release)
+
+# `make V=1` shows every command; by default one short line per step.
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n'
+endif
 B       := build/$(FLAVOUR)
 
 CFLAGS  ?= -O2 -g
@@ -73,30 +82,36 @@ deps: $(DEPS_STAMP)
 # --- objects -----------------------------------------------------------------
 $(B)/src/%.o: src/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # llhttp's generated code is not ours to warn about.
 $(B)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(LLHTTP_CFLAGS) $(CFLAGS) -w -c -o $@ $<
+	$(say) CC $<
+	$(Q)$(CC) -std=gnu11 $(LLHTTP_CFLAGS) $(CFLAGS) -w -c -o $@ $<
 
 $(B)/libkage.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(say) AR $@
+	$(Q)ar rcs $@ $^
 
 $(B)/kage: $(B)/src/main.o $(B)/libkage.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 kage: $(B)/kage
-	ln -f $< $@
+	$(Q)ln -f $< $@
 
 $(B)/tools/%: tools/%.c $(B)/libkage.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS)
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libkage.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS) -lcunit
+	$(say) LD $@
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS) -lcunit
 
 # --- tests -------------------------------------------------------------------
 test: test-unit test-integration
@@ -117,7 +132,8 @@ test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN) tsan-canary
 # with SAN=thread.
 tsan-canary: $(B)/libkage.a
 	@mkdir -p $(B)/tests
-	$(CC) $(ALL_CFLAGS) -DSPSC_BROKEN $(LDFLAGS) -o $(B)/tests/spsc-broken tests/unit/test_spsc.c \
+	$(say) LD $(B)/tests/spsc-broken
+	$(Q)$(CC) $(ALL_CFLAGS) -DSPSC_BROKEN $(LDFLAGS) -o $(B)/tests/spsc-broken tests/unit/test_spsc.c \
 	    $(B)/libkage.a $(LDLIBS) -lcunit
 	@if [ "$(SAN)" != thread ]; then echo "tsan-canary: needs SAN=thread"; exit 1; fi
 	@if $(B)/tests/spsc-broken > $(B)/tests/spsc-broken.log 2>&1; then \
