@@ -228,7 +228,7 @@ struct tstats {
 static struct tstats *stats;
 static int nstats;
 
-/* ---- growable byte buffer with a sticky out-of-memory flag ---------------- */
+/* ---- growable byte buffer with a sticky out-of-memory flag --------------- */
 
 /* Appends never fail loudly: the flag is checked once per response built. */
 struct buf {
@@ -316,7 +316,7 @@ static void buf_free(struct buf *b)
 	memset(b, 0, sizeof *b);
 }
 
-/* ---- encodings ------------------------------------------------------------ */
+/* ---- encodings ----------------------------------------------------------- */
 
 static const char b64_chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -551,7 +551,7 @@ struct request {
 	bool started, headers_done, complete, keep_alive, head, ws_ok;
 };
 
-/* ---- connection ------------------------------------------------------------ */
+/* ---- connection ---------------------------------------------------------- */
 
 enum conn_mode { MODE_HTTP, MODE_HANG, MODE_ECHO, MODE_LINGER };
 
@@ -655,7 +655,7 @@ struct worker {
 static void conn_run(struct worker *w, struct conn *c);
 static void conn_close(struct worker *w, struct conn *c, bool reset);
 
-/* ---- statistics -------------------------------------------------------------- */
+/* ---- statistics ---------------------------------------------------------- */
 
 static int64_t stat_get(_Atomic int64_t *v)
 {
@@ -693,7 +693,7 @@ static void stats_reset(void)
 	}
 }
 
-/* ---- clocks ------------------------------------------------------------------ */
+/* ---- clocks -------------------------------------------------------------- */
 
 static int64_t mono_ns(void)
 {
@@ -736,7 +736,7 @@ static uint64_t rng_next(struct worker *w)
 	return x * 0x2545f4914f6cdd1dull;
 }
 
-/* ---- timer heap -------------------------------------------------------------- */
+/* ---- timer heap ---------------------------------------------------------- */
 
 static void heap_swap(struct worker *w, size_t i, size_t j)
 {
@@ -829,7 +829,7 @@ static int timers_timeout_ms(struct worker *w)
 	return d > INT32_MAX ? INT32_MAX : (int)d;
 }
 
-/* ---- output queue -------------------------------------------------------------- */
+/* ---- output queue -------------------------------------------------------- */
 
 static bool seg_push(struct outq *o, const char *ref, size_t off, size_t len)
 {
@@ -926,7 +926,7 @@ static void out_reset(struct conn *c)
 	}
 }
 
-/* ---- body producer ------------------------------------------------------------- */
+/* ---- body producer ------------------------------------------------------- */
 
 static size_t hex_line(char *dst, uint64_t v)
 {
@@ -1007,7 +1007,7 @@ static void prod_fill(struct conn *c)
 	}
 }
 
-/* ---- request parsing (llhttp callbacks) ------------------------------------------- */
+/* ---- request parsing (llhttp callbacks) ---------------------------------- */
 
 static void request_clear(struct conn *c)
 {
@@ -1524,7 +1524,7 @@ static void parser_settings_init(void)
 	parser_settings.on_message_complete = on_message_complete;
 }
 
-/* ---- --record ------------------------------------------------------------------------ */
+/* ---- --record ------------------------------------------------------------ */
 
 static void raw_add(struct conn *c, const char *p, size_t n)
 {
@@ -1584,7 +1584,7 @@ static void record_write(struct worker *w, struct conn *c, const char *error, bo
 	buf_trim(&c->raw);
 }
 
-/* ---- response bodies ----------------------------------------------------------------- */
+/* ---- response bodies ----------------------------------------------------- */
 
 struct body {
 	uint8_t kind;           /* enum src_kind */
@@ -1946,11 +1946,7 @@ static bool body_make(struct worker *w, struct conn *c, struct body *bd)
 		bd->ctype = "application/json";
 		break;
 	case ROUTE_COUNT:
-		count_make(b);
-		bd->ctype = "application/json";
-		break;
 	case ROUTE_RESET:
-		stats_reset();
 		count_make(b);
 		bd->ctype = "application/json";
 		break;
@@ -1969,7 +1965,7 @@ static bool body_make(struct worker *w, struct conn *c, struct body *bd)
 	return true;
 }
 
-/* ---- response head ----------------------------------------------------------------------- */
+/* ---- response head ------------------------------------------------------- */
 
 static const char *status_reason(int status)
 {
@@ -2089,7 +2085,7 @@ static void head_length(struct buf *b, uint64_t len)
 	buf_lit(b, "\r\n");
 }
 
-/* ---- responses ------------------------------------------------------------------------------ */
+/* ---- responses ----------------------------------------------------------- */
 
 static void request_reset(struct conn *c)
 {
@@ -2149,7 +2145,10 @@ static void respond_switch(struct worker *w, struct conn *c)
 	c->closing = true;
 }
 
-static const char smuggled[] = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Smuggled: 1\r\n\r\nsmuggled";
+/* bad_framing=long: what a proxy that reuses the connection would take for
+ * the next response */
+static const char smuggled[] =
+	"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Smuggled: 1\r\n\r\nsmuggled";
 static const char bad_chunk_line[] = "zz\r\n";
 
 /* Queues the answer to c->req, whatever it asked for. */
@@ -2172,6 +2171,8 @@ static void respond(struct worker *w, struct conn *c)
 	}
 	if (r->route == ROUTE_WS)
 		status = 426;
+	if (r->route == ROUTE_RESET)
+		stats_reset(); /* when answered, so ?delay holds the reset back too */
 
 	struct body bd;
 	if (!body_make(w, c, &bd)) {
@@ -2266,7 +2267,7 @@ static void respond_error(struct worker *w, struct conn *c, int status, const ch
 	c->closing = true;
 }
 
-/* ---- request lifecycle ------------------------------------------------------------------------ */
+/* ---- request lifecycle --------------------------------------------------- */
 
 static bool conn_idle_armed(void)
 {
@@ -2389,7 +2390,7 @@ static void conn_parse(struct worker *w, struct conn *c)
 	}
 }
 
-/* ---- connection modes after HTTP ---------------------------------------------------------------- */
+/* ---- connection modes after HTTP ----------------------------------------- */
 
 /* Reads and drops input until the peer closes (hang, lingering close). */
 static void drain_run(struct worker *w, struct conn *c)
@@ -2495,7 +2496,7 @@ static void conn_end(struct worker *w, struct conn *c)
 	}
 }
 
-/* ---- the connection loop ------------------------------------------------------------------------ */
+/* ---- the connection loop ------------------------------------------------- */
 
 static void conn_run(struct worker *w, struct conn *c)
 {
@@ -2618,7 +2619,7 @@ static void timers_run(struct worker *w)
 	}
 }
 
-/* ---- connection allocation ------------------------------------------------------------------------ */
+/* ---- connection allocation ----------------------------------------------- */
 
 /* Clears the per-connection state but keeps the buffers for reuse. */
 static void conn_clear(struct conn *c)
@@ -2734,7 +2735,7 @@ static void conn_event(struct worker *w, struct conn *c, uint32_t ev)
 	conn_run(w, c);
 }
 
-/* ---- worker ------------------------------------------------------------------------------------ */
+/* ---- worker -------------------------------------------------------------- */
 
 static void accept_pause(struct worker *w)
 {
@@ -2866,7 +2867,7 @@ static int worker_setup(struct worker *w, int idx, int lfd)
 	return 0;
 }
 
-/* ---- startup ------------------------------------------------------------------------------------ */
+/* ---- startup ------------------------------------------------------------- */
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
