@@ -59,13 +59,17 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 TOOL_SRC  := $(wildcard tools/*.c)
 TOOL_BIN  := $(TOOL_SRC:tools/%.c=$(B)/tools/%)
+# Hooks as shared objects: the examples, and the ones only tests load.
+PLUGIN_SRC := $(wildcard tools/plugins/*.c tests/plugins/*.c)
+PLUGIN_SO  := $(addprefix $(B)/plugins/,$(notdir $(PLUGIN_SRC:.c=.so)))
+VERSION   := $(shell sed -n 's/^\#define KAGE_VERSION *"\(.*\)"/\1/p' src/config.h)
 
 ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
 
 .PHONY: all deps test test-unit test-integration test-threads tsan-canary bench demo clean install
 .DEFAULT_GOAL := all
 
-all: $(B)/kage $(TOOL_BIN) $(if $(SAN),,kage)
+all: $(B)/kage $(TOOL_BIN) $(PLUGIN_SO) $(if $(SAN),,kage)
 
 # --- dependencies ----------------------------------------------------------
 # A stamp per machine state: when a header or tool is missing, install.
@@ -96,9 +100,12 @@ $(B)/libkage.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 	$(say) AR $@
 	$(Q)ar rcs $@ $^
 
-$(B)/kage: $(B)/src/main.o $(B)/libkage.a
+# Plugins resolve the kage_headers_* functions against the binary: export
+# those (and only those) from it.
+$(B)/kage: $(B)/src/main.o $(B)/libkage.a tools/kage.dynlist
 	$(say) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -Wl,--dynamic-list=tools/kage.dynlist -o $@ $(B)/src/main.o \
+	    $(B)/libkage.a $(LDLIBS)
 
 kage: $(B)/kage
 	$(Q)ln -f $< $@
@@ -107,6 +114,16 @@ $(B)/tools/%: tools/%.c $(B)/libkage.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) LD $@
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libkage.a $(LDLIBS)
+
+$(B)/plugins/%.so: tools/plugins/%.c src/kage.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(say) SO $@
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
+
+$(B)/plugins/%.so: tests/plugins/%.c src/kage.h | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(say) SO $@
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
 
 $(B)/tests/%: tests/unit/%.c $(B)/libkage.a | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -119,11 +136,11 @@ test: test-unit test-integration
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-test-integration: $(B)/kage $(TOOL_BIN)
+test-integration: $(B)/kage $(TOOL_BIN) $(PLUGIN_SO)
 	python3 tests/integration/run.py --build $(B)
 
 # The tests that exercise threads, for the TSan flavour.
-test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN) tsan-canary
+test-threads: $(UNIT_BIN) $(B)/kage $(TOOL_BIN) $(PLUGIN_SO) tsan-canary
 	$(B)/tests/test_spsc
 	python3 tests/integration/run.py --build $(B) --threads-only
 
@@ -154,8 +171,8 @@ install: $(B)/kage $(B)/libkage.a
 	install -m 755 $(B)/kage $(DESTDIR)$(PREFIX)/bin/kage
 	install -m 644 $(B)/libkage.a $(DESTDIR)$(PREFIX)/lib/libkage.a
 	install -m 644 src/kage.h $(DESTDIR)$(PREFIX)/include/kage.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' tools/kage.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kage.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBS@|$(LDLIBS)|' -e 's|@VERSION@|$(VERSION)|' \
+	    tools/kage.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/kage.pc
 
 clean:
 	rm -rf build kage

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "plugin.h"
 #include "shadow.h"
 #include "upstream.h"
 #include "uring.h"
@@ -243,6 +244,26 @@ static int master_tq(struct shard *sh)
 	return sh->tq_backend;
 }
 
+/*
+ * munge_headers for master. A hook that fails changes nothing for the
+ * client: its edits are dropped and the head kage would send is sent.
+ */
+static char *munged_head(struct shard *sh, struct client *cl, const struct head_request_opts *o,
+			 size_t *cap, size_t *len)
+{
+	struct exchange *ex = &cl->ex;
+	struct kage_header hdr[HTTP_MAX_HEADERS];
+	struct kage_request req;
+	plugin_request_view(&req, hdr, &ex->req, o->session, cl->peer, NULL, 0);
+	char *buf;
+	int rc = plugin_munge(sh->plugin, sh->kh, 0, &req, &ex->req, o, &sh->bytes, &buf, cap, len);
+	if (sh->kh->refused)
+		CTR_ADD(&sh->ctr, plugin_rejected, sh->kh->refused);
+	if (rc == -1)
+		CTR_INC(&sh->ctr, plugin_errors);
+	return rc == 0 ? buf : NULL;
+}
+
 /* Serialise the request for master and queue it on a (new) master leg. */
 static bool send_request(struct shard *sh, struct client *cl, bool fresh)
 {
@@ -255,11 +276,16 @@ static bool send_request(struct shard *sh, struct client *cl, bool fresh)
 	};
 	if (ex->rec)
 		shadow_session(sh, ex->rec, &o);
-	size_t cap, need = head_request_size(&ex->req, &o);
-	char *buf = bytepool_get(&sh->bytes, need, &cap);
-	if (!buf)
-		return false;
-	size_t len = head_request_write(&ex->req, &o, buf);
+	char *buf = NULL;
+	size_t cap, len;
+	if (sh->kh)
+		buf = munged_head(sh, cl, &o, &cap, &len);
+	if (!buf) {
+		buf = bytepool_get(&sh->bytes, head_request_size(&ex->req, &o), &cap);
+		if (!buf)
+			return false;
+		len = head_request_write(&ex->req, &o, buf);
+	}
 	struct upstream *up = upstream_get(sh, 0, master_tq(sh), fresh, &master_ops, cl);
 	if (!up) {
 		bytepool_put(&sh->bytes, buf, cap);

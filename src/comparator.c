@@ -13,6 +13,7 @@
 
 #include "endpoint.h"
 #include "log.h"
+#include "plugin.h"
 #include "record.h"
 #include "redact.h"
 #include "shard.h"
@@ -257,21 +258,11 @@ static void count_stats(struct comparator *c, const struct record *rec, const ch
 	stats_add(c->stats, endpoint, obs);
 }
 
-static void process(struct comparator *c, const struct record *rec)
+/* The record as one JSON line (SPEC section 5) in c->line. */
+static void write_record(struct comparator *c, const struct record *rec, const char *method,
+			 const char *endpoint, bool match)
 {
-	bool match = compare(c, rec);
-	atomic_fetch_add_explicit(&c->ctr.records, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(match ? &c->ctr.matched : &c->ctr.mismatched, 1,
-				  memory_order_relaxed);
 	const struct http_msg *m = &rec->req;
-	const char *method = http_method_name(m->method);
-	char endpoint[512];
-	endpoint_of(method, strlen(method), msg_str(m, m->target), m->target_len, endpoint,
-		    sizeof endpoint);
-	count_stats(c, rec, endpoint);
-	if (match && !c->cfg->diff_log_all)
-		return;
-
 	struct jbuf *b = &c->line;
 	jb_reset(b);
 	jb_lit(b, "{\"time\":");
@@ -297,12 +288,105 @@ static void process(struct comparator *c, const struct record *rec)
 	jb_lit(b, "]");
 	if (!match)
 		write_request(c, b, rec);
-	jb_lit(b, "}\n");
-	if (b->oom) {
+	jb_lit(b, "}");
+}
+
+/* --- backends_finished ------------------------------------------------------------------ */
+
+#define HOOK_DIFFS 1024
+
+struct hook_scratch {
+	struct kage_header req_hdr[HTTP_MAX_HEADERS];
+	struct kage_header hdr[KAGE_MAX_BACKENDS][MAX_HEADERS];
+	struct kage_response resp[KAGE_MAX_BACKENDS];
+	struct kage_diff diffs[HOOK_DIFFS];
+};
+
+static const char *const kind_text[] = { "status", "header", "body", "error" };
+
+static void call_hook(struct comparator *c, const struct record *rec, const char *endpoint, bool match)
+{
+	struct hook_scratch *hs = c->hs;
+	struct kage_request req;
+	plugin_request_view(&req, hs->req_hdr, &rec->req, rec->session, rec->client, rec->req_body,
+			    rec->req_body_len);
+	for (unsigned i = 0; i < rec->nlegs; i++) {
+		const struct capture *cap = &rec->legs[i];
+		const struct http_msg *hm = &cap->head;
+		size_t nh = hm->store ? MIN((size_t)hm->nhdr, (size_t)MAX_HEADERS) : 0;
+		for (size_t k = 0; k < nh; k++)
+			hs->hdr[i][k] = (struct kage_header){ msg_str(hm, hm->hdr[k].name), hm->hdr[k].name_len,
+							      msg_str(hm, hm->hdr[k].value),
+							      hm->hdr[k].value_len };
+		hs->resp[i] = (struct kage_response){
+			.backend = c->cfg->backends[cap->backend].name,
+			.status = cap->error ? 0 : cap->status,
+			.error = error_names[cap->error],
+			.headers = hs->hdr[i],
+			.nheaders = nh,
+			.body = cap->body,
+			.body_len = cap->body_len,
+			.body_total = cap->body_total,
+			.elapsed_ms = capture_elapsed_ms(cap),
+		};
+	}
+	size_t nd = 0;
+	for (unsigned i = 1; i < rec->nlegs; i++) {
+		for (size_t k = 0; k < diff_count(c->res[i]) && nd < HOOK_DIFFS; k++) {
+			const struct diff_item *it = diff_get(c->res[i], k);
+			hs->diffs[nd++] = (struct kage_diff){
+				.backend = c->cfg->backends[rec->legs[i].backend].name,
+				.kind = kind_text[it->kind],
+				.where = it->where_type == WHERE_TEXT ? it->where : NULL,
+				.offset = it->where_type == WHERE_OFFSET ? (int64_t)it->offset : -1,
+				.master = it->master,
+				.master_len = it->master_len,
+				.shadow = it->shadow,
+				.shadow_len = it->shadow_len,
+				.noise = it->noise,
+			};
+		}
+	}
+	struct kage_record kr = {
+		.request = &req,
+		.endpoint = endpoint,
+		.responses = hs->resp,
+		.nresponses = rec->nlegs,
+		.match = match,
+		.diffs = hs->diffs,
+		.ndiffs = nd,
+		.json = c->line.p,
+		.json_len = c->line.len,
+	};
+	c->plugin->hooks->backends_finished(c->plugin->state, &kr);
+}
+
+static void process(struct comparator *c, const struct record *rec)
+{
+	bool match = compare(c, rec);
+	atomic_fetch_add_explicit(&c->ctr.records, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(match ? &c->ctr.matched : &c->ctr.mismatched, 1,
+				  memory_order_relaxed);
+	const struct http_msg *m = &rec->req;
+	const char *method = http_method_name(m->method);
+	char endpoint[512];
+	endpoint_of(method, strlen(method), msg_str(m, m->target), m->target_len, endpoint,
+		    sizeof endpoint);
+	count_stats(c, rec, endpoint);
+	bool log = !match || c->cfg->diff_log_all;
+	if (!log && !c->hs)
+		return;
+	write_record(c, rec, method, endpoint, match);
+	if (c->hs && !c->line.oom)
+		call_hook(c, rec, endpoint, match);
+	if (!log)
+		return;
+	if (c->line.oom) {
 		atomic_fetch_add_explicit(&c->ctr.lost, 1, memory_order_relaxed);
 		return;
 	}
-	jb_raw(&c->out, b->p, b->len);
+	jb_raw(&c->out, c->line.p, c->line.len);
+	jb_raw(&c->out, "\n", 1);
 	c->out_records++;
 	if (c->out.len >= FLUSH_BYTES)
 		flush_log(c);
@@ -377,9 +461,12 @@ static void *comparator_main(void *arg)
 /* --- setup ---------------------------------------------------------------------------- */
 
 int comparator_init(struct comparator *c, const struct kage_config *cfg, struct shard *shards,
-		    unsigned nshards, int log_fd)
+		    unsigned nshards, int log_fd, const struct plugin *plugin)
 {
 	memset(c, 0, sizeof *c);
+	c->plugin = plugin;
+	if (plugin && PLUGIN_HAS(plugin, backends_finished) && !(c->hs = malloc(sizeof *c->hs)))
+		return -1;
 	c->cfg = cfg;
 	c->shards = shards;
 	c->nshards = nshards;
@@ -449,6 +536,7 @@ void comparator_destroy(struct comparator *c)
 		stats_free(c->stats);
 	jb_free(&c->out);
 	jb_free(&c->line);
+	free(c->hs);
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
 }

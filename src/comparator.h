@@ -32,6 +32,8 @@
 
 struct shard;
 struct stats;
+struct plugin;
+struct hook_scratch;
 
 struct comparator_counters {
 	_Atomic uint64_t records;	/* compared */
@@ -60,6 +62,9 @@ struct comparator {
 	size_t out_records;		/* records in `out` */
 	int64_t last_flush;
 
+	const struct plugin *plugin;	/* backends_finished, or NULL */
+	struct hook_scratch *hs;		/* the record view it is given */
+
 	struct diff_options dopt;
 	struct diff_result *res[KAGE_MAX_BACKENDS];
 	struct stats *stats;
@@ -69,7 +74,7 @@ struct comparator {
 };
 
 int comparator_init(struct comparator *c, const struct kage_config *cfg, struct shard *shards,
-		    unsigned nshards, int log_fd);
+		    unsigned nshards, int log_fd, const struct plugin *plugin);
 int comparator_start(struct comparator *c);
 /* The shards have exited: process what is left, flush, join. */
 void comparator_finish(struct comparator *c);

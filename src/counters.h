@@ -93,6 +93,8 @@ struct shard_counters {
 	counter_t shadow_inflight;	/* gauge: records not yet handed over */
 	counter_t records_queued;
 	counter_t records_dropped;	/* queue full */
+	counter_t plugin_errors;	/* a hook returned an error */
+	counter_t plugin_rejected;	/* a hook answered something kage refused */
 
 	/* io_uring */
 	counter_t enobufs;

@@ -100,7 +100,7 @@ static bool named(const struct http_msg *m, const struct http_hdr *h, const char
 }
 
 /* Does this client header go to the backend as is? */
-static bool passes_to_backend(const struct http_msg *m, const struct http_hdr *h,
+bool head_passes_to_backend(const struct http_msg *m, const struct http_hdr *h,
 			      const struct head_request_opts *o)
 {
 	if (h->flags & HDR_F_HOP)
@@ -140,32 +140,69 @@ size_t head_request_size(const struct http_msg *m, const struct head_request_opt
 	return n + 2;
 }
 
-static void put_xff(struct out *out, const struct http_msg *m, const struct head_request_opts *o)
+size_t head_xff_size(const struct http_msg *m, const struct head_request_opts *o)
 {
-	put_str(out, "X-Forwarded-For: ");
+	return xff_size(m) + o->client_addr_len;
+}
+
+/* The X-Forwarded-For value: what the client sent, then its address. */
+size_t head_xff_write(const struct http_msg *m, const struct head_request_opts *o, char *buf)
+{
+	struct out out = { buf };
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_hdr *h = &m->hdr[i];
 		if (h->id != HDR_X_FORWARDED_FOR || h->value_len == 0)
 			continue;
-		put(out, m->store + h->value, h->value_len);
-		put(out, ", ", 2);
+		put(&out, m->store + h->value, h->value_len);
+		put(&out, ", ", 2);
 	}
-	put(out, o->client_addr, o->client_addr_len);
+	put(&out, o->client_addr, o->client_addr_len);
+	return (size_t)(out.p - buf);
+}
+
+static void put_xff(struct out *out, const struct http_msg *m, const struct head_request_opts *o)
+{
+	put_str(out, "X-Forwarded-For: ");
+	out->p += head_xff_write(m, o, out->p);
 	put(out, "\r\n", 2);
 }
 
-size_t head_request_write(const struct http_msg *m, const struct head_request_opts *o, char *buf)
+size_t head_request_line(const struct http_msg *m, char *buf)
 {
 	struct out out = { buf };
 	put_str(&out, http_method_name(m->method));
 	put(&out, " ", 1);
 	put(&out, m->store + m->target, m->target_len);
 	put_str(&out, " HTTP/1.1\r\n");
+	return (size_t)(out.p - buf);
+}
+
+/* What kage adds for this hop's framing, and the blank line. */
+size_t head_request_framing(const struct http_msg *m, const struct head_request_opts *o, char *buf)
+{
+	struct out out = { buf };
+	if (o->chunked)
+		put_str(&out, "Transfer-Encoding: chunked\r\n");
+	if (m->upgrade) {
+		size_t len;
+		const char *up = msg_header(m, HDR_UPGRADE, &len);
+		if (up)
+			put_header(&out, "Upgrade", 7, up, len);
+		put_str(&out, "Connection: upgrade\r\n");
+	}
+	put(&out, "\r\n", 2);
+	return (size_t)(out.p - buf);
+}
+
+size_t head_request_write(const struct http_msg *m, const struct head_request_opts *o, char *buf)
+{
+	struct out out = { buf };
+	out.p += head_request_line(m, out.p);
 	if (m->host_count == 0 && o->rules)
 		put_header(&out, "Host", 4, o->rules->host, o->rules->host_len);
 	for (unsigned i = 0; i < m->nhdr; i++) {
 		const struct http_hdr *h = &m->hdr[i];
-		if (passes_to_backend(m, h, o))
+		if (head_passes_to_backend(m, h, o))
 			put_header(&out, m->store + h->name, h->name_len, m->store + h->value,
 				   h->value_len);
 	}
@@ -179,16 +216,7 @@ size_t head_request_write(const struct http_msg *m, const struct head_request_op
 		put_xff(&out, m, o);
 	if (o->session)
 		put_header(&out, o->session_name, o->session_name_len, o->session, o->session_len);
-	if (o->chunked)
-		put_str(&out, "Transfer-Encoding: chunked\r\n");
-	if (m->upgrade) {
-		size_t len;
-		const char *up = msg_header(m, HDR_UPGRADE, &len);
-		if (up)
-			put_header(&out, "Upgrade", 7, up, len);
-		put_str(&out, "Connection: upgrade\r\n");
-	}
-	put(&out, "\r\n", 2);
+	out.p += head_request_framing(m, o, out.p);
 	return (size_t)(out.p - buf);
 }
 

@@ -56,6 +56,16 @@ struct head_request_opts {
 size_t head_request_size(const struct http_msg *m, const struct head_request_opts *o);
 size_t head_request_write(const struct http_msg *m, const struct head_request_opts *o, char *out);
 
+/* The pieces of head_request_write, for munge_headers (plugin.c): the
+ * request line; whether a client header passes as is; the
+ * X-Forwarded-For value; kage's framing headers and the blank line. */
+size_t head_request_line(const struct http_msg *m, char *out);
+bool head_passes_to_backend(const struct http_msg *m, const struct http_hdr *h,
+			    const struct head_request_opts *o);
+size_t head_xff_size(const struct http_msg *m, const struct head_request_opts *o);
+size_t head_xff_write(const struct http_msg *m, const struct head_request_opts *o, char *out);
+size_t head_request_framing(const struct http_msg *m, const struct head_request_opts *o, char *out);
+
 struct head_response_opts {
 	bool chunked;		/* kage chunks the body for this client */
 	bool close;		/* Connection: close (kage closes after) */

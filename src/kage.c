@@ -13,6 +13,11 @@
 
 int kage_main(int argc, char *argv[])
 {
+	return kage_run(argc, argv, NULL);
+}
+
+int kage_run(int argc, char *argv[], const struct kage_hooks *hooks)
+{
 	struct kage_config cfg;
 	char err[512];
 	int status;
@@ -29,7 +34,7 @@ int kage_main(int argc, char *argv[])
 			config_describe(&cfg, stdout);
 			status = 0;
 		} else {
-			status = server_run(&cfg);
+			status = server_run(&cfg, hooks);
 		}
 		break;
 	}

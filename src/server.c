@@ -20,6 +20,7 @@
 #include "comparator.h"
 #include "config.h"
 #include "log.h"
+#include "plugin.h"
 #include "redact.h"
 #include "shard.h"
 #include "uring.h"
@@ -30,6 +31,7 @@ struct server {
 	struct shard *shards;
 	unsigned nshards;
 	struct comparator cmp;
+	struct plugin plugin;
 	int diff_fd;
 	int access_fd;
 	_Atomic bool draining;
@@ -52,6 +54,11 @@ int server_access_fd(struct server *srv)
 struct comparator *server_comparator(struct server *srv)
 {
 	return &srv->cmp;
+}
+
+const struct plugin *server_plugin(struct server *srv)
+{
+	return srv->plugin.hooks ? &srv->plugin : NULL;
 }
 
 bool server_draining(struct server *srv)
@@ -256,11 +263,10 @@ static uint64_t sum_counter(struct server *srv, size_t offset)
 
 static void summary(struct server *srv)
 {
-	uint64_t requests = 0, shadowed = 0, zc = 0, copied = 0, dropped = 0;
+	uint64_t requests = 0, zc = 0, copied = 0, dropped = 0;
 	for (unsigned i = 0; i < srv->nshards; i++) {
 		struct shard_counters *c = &srv->shards[i].ctr;
 		requests += CTR_GET(c, requests);
-		shadowed += CTR_GET(c, records_queued);
 		dropped += CTR_GET(c, records_dropped);
 		zc += CTR_GET(c, body_bytes_zerocopy);
 		copied += CTR_GET(c, body_bytes_copied);
@@ -282,7 +288,10 @@ static void summary(struct server *srv)
 										  shadow_skipped[r])));
 		log_info("%s", line);
 	}
-	(void)shadowed;
+	if (srv->plugin.hooks)
+		log_info("hooks: %llu errors, %llu answers refused",
+			 (unsigned long long)sum_counter(srv, offsetof(struct shard_counters, plugin_errors)),
+			 (unsigned long long)sum_counter(srv, offsetof(struct shard_counters, plugin_rejected)));
 	log_debug("zero-copy: %llu master body bytes sent from their receive buffers, %llu copied",
 		  (unsigned long long)zc, (unsigned long long)copied);
 	if (srv->cfg->send_zc)
@@ -292,7 +301,7 @@ static void summary(struct server *srv)
 	comparator_summary(&srv->cmp, stderr);
 }
 
-int server_run(const struct kage_config *cfg)
+int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks)
 {
 	log_level = cfg->log_level;
 	char why[512];
@@ -322,9 +331,15 @@ int server_run(const struct kage_config *cfg)
 		lfds[i] = -1;
 	if (open_listeners(srv, lfds) < 0 || open_logs(srv) < 0)
 		goto out;
+	char perr[512];
+	if (plugin_load(&srv->plugin, cfg, hooks, perr, sizeof perr) < 0) {
+		log_error("%s", perr);
+		goto out;
+	}
 
 	status = 1;
-	if (comparator_init(&srv->cmp, cfg, srv->shards, srv->nshards, srv->diff_fd) < 0) {
+	if (comparator_init(&srv->cmp, cfg, srv->shards, srv->nshards, srv->diff_fd,
+			    server_plugin(srv)) < 0) {
 		log_error("comparator: out of memory");
 		goto out;
 	}
@@ -373,6 +388,7 @@ out:
 			shard_destroy(&srv->shards[i]);
 	}
 	comparator_destroy(&srv->cmp);
+	plugin_unload(&srv->plugin);
 	if (srv->diff_fd >= 0)
 		close(srv->diff_fd);
 	if (srv->access_fd >= 0)

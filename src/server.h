@@ -13,15 +13,19 @@
 struct kage_config;
 struct shard;
 struct comparator;
+struct plugin;
 struct server;
 
-/* Run until drained. Returns the process exit status. */
-int server_run(const struct kage_config *cfg);
+struct kage_hooks;
+
+/* Run until drained, with `hooks` (or none). Returns the exit status. */
+int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks);
 
 /* For the shards. */
 const struct kage_config *server_config(struct server *srv);
 int server_access_fd(struct server *srv);
 struct comparator *server_comparator(struct server *srv);
+const struct plugin *server_plugin(struct server *srv);
 bool server_draining(struct server *srv);
 bool server_force_stop(struct server *srv);
 void server_shard_ready(struct server *srv, struct shard *sh, bool ok);

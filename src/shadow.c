@@ -12,6 +12,7 @@
 #include "client.h"
 #include "comparator.h"
 #include "log.h"
+#include "plugin.h"
 #include "record.h"
 #include "shard.h"
 #include "upstream.h"
@@ -261,15 +262,74 @@ static bool sampled(uint64_t draw, double percent)
 	return (double)(draw % 1000000) < percent * 10000.0;
 }
 
-static void write_session(struct shard *sh, struct record *rec)
+static void write_session(struct shard *sh, char session[17])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint64_t v = next_random(sh);
 	for (int i = 15; i >= 0; i--) {
-		rec->session[i] = hex[v & 15];
+		session[i] = hex[v & 15];
 		v >>= 4;
 	}
-	rec->session[16] = 0;
+	session[16] = 0;
+}
+
+/*
+ * What the flags choose for this request: a backend set (bit 0, master,
+ * always), and for each shadow left out, why.
+ */
+static kage_backend_set flag_selection(struct shard *sh, const struct http_msg *m,
+				       uint8_t why[KAGE_MAX_BACKENDS])
+{
+	const struct kage_config *cfg = sh->cfg;
+	kage_backend_set set = 1;
+	enum shadow_reason all = SKIP_REASONS;
+	if (m->method >= 64 || !(sh->method_mask >> m->method & 1))
+		all = SKIP_METHOD;
+	else if (!path_selected(cfg, m))
+		all = SKIP_PATH;
+	size_t klen;
+	const char *key = all == SKIP_REASONS ? sample_key(cfg, m, &klen) : NULL;
+	uint64_t draw = key ? fnv1a(key, klen) : next_random(sh);
+	for (unsigned b = 1; b < cfg->nbackends; b++) {
+		const struct cfg_backend *be = &cfg->backends[b];
+		if (all != SKIP_REASONS)
+			why[b] = (uint8_t)all;
+		else if (!sampled(draw, be->sample))
+			why[b] = SKIP_SAMPLE;
+		else if (m->body == BODY_LENGTH && m->content_length > be->body_max)
+			why[b] = SKIP_BODY;
+		else
+			set |= 1u << b;
+	}
+	return set;
+}
+
+/*
+ * The plugin's select_backends, when there is one: it gets the flags'
+ * choice and answers its own. An error or an answer naming a backend that
+ * does not exist shadows nothing (counted); the client never notices.
+ */
+static kage_backend_set plugin_selection(struct shard *sh, struct client *cl, kage_backend_set set,
+					 const char *session, uint8_t why[KAGE_MAX_BACKENDS])
+{
+	const struct http_msg *m = &cl->ex.req;
+	kage_backend_set valid = (kage_backend_set)((1ull << sh->cfg->nbackends) - 1);
+	kage_backend_set answer = set;
+	struct kage_header hdr[HTTP_MAX_HEADERS];
+	struct kage_request req;
+	plugin_request_view(&req, hdr, m, session, cl->peer, NULL, 0);
+	int rc = sh->plugin->hooks->select_backends(sh->plugin->state, &req, &answer);
+	if (rc < 0) {
+		CTR_INC(&sh->ctr, plugin_errors);
+		answer = 1;
+	} else if (answer & ~valid) {
+		CTR_INC(&sh->ctr, plugin_rejected);
+		answer = 1;
+	}
+	for (unsigned b = 1; b < sh->cfg->nbackends; b++)
+		if (!(answer >> b & 1) && (set >> b & 1))
+			why[b] = SKIP_PLUGIN;	/* the flags chose it; the plugin did not */
+	return answer | 1;
 }
 
 struct record *shadow_begin(struct shard *sh, struct client *cl)
@@ -280,30 +340,22 @@ struct record *shadow_begin(struct shard *sh, struct client *cl)
 	if (nshadows == 0)
 		return NULL;
 	CTR_INC(&sh->ctr, shadow_eligible);
-	if (m->method >= 64 || !(sh->method_mask >> m->method & 1)) {
-		skip(sh, SKIP_METHOD, nshadows);
-		return NULL;
-	}
-	if (!path_selected(cfg, m)) {
-		skip(sh, SKIP_PATH, nshadows);
-		return NULL;
-	}
-	size_t klen;
-	const char *key = sample_key(cfg, m, &klen);
-	uint64_t draw = key ? fnv1a(key, klen) : next_random(sh);
+	uint8_t why[KAGE_MAX_BACKENDS];
+	kage_backend_set set = flag_selection(sh, m, why);
+	char session[17];
+	write_session(sh, session);
+	if (sh->plugin && PLUGIN_HAS(sh->plugin, select_backends))
+		set = plugin_selection(sh, cl, set, session, why);
 
 	uint8_t chosen[KAGE_MAX_BACKENDS];
 	unsigned nchosen = 0;
 	uint64_t body_max = 0;
 	for (unsigned b = 1; b < cfg->nbackends; b++) {
-		const struct cfg_backend *be = &cfg->backends[b];
-		if (!sampled(draw, be->sample)) {
-			skip(sh, SKIP_SAMPLE, 1);
-		} else if (m->body == BODY_LENGTH && m->content_length > be->body_max) {
-			skip(sh, SKIP_BODY, 1);
-		} else {
+		if (set >> b & 1) {
 			chosen[nchosen++] = (uint8_t)b;
-			body_max = MAX(body_max, be->body_max);
+			body_max = MAX(body_max, cfg->backends[b].body_max);
+		} else {
+			skip(sh, (enum shadow_reason)why[b], 1);
 		}
 	}
 	if (nchosen == 0)
@@ -327,7 +379,7 @@ struct record *shadow_begin(struct shard *sh, struct client *cl)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rec->wall_ns = (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-	write_session(sh, rec);
+	memcpy(rec->session, session, sizeof rec->session);
 	snprintf(rec->client, sizeof rec->client, "%s", cl->peer);
 	rec->body_max = body_max;
 	rec->client_holds = true;
@@ -441,6 +493,24 @@ static void send_body(struct shard *sh, struct record *rec, struct upstream *up)
 	}
 }
 
+/* munge_headers for one shadow: 0 with the head written, -1 on failure. */
+static int munge(struct shard *sh, struct record *rec, unsigned b, const struct head_request_opts *o,
+		 char **head, size_t *cap, size_t *len)
+{
+	struct kage_header hdr[HTTP_MAX_HEADERS];
+	struct kage_request req;
+	plugin_request_view(&req, hdr, &rec->req, rec->session, rec->client, rec->req_body,
+			    rec->req_body_len);
+	int rc = plugin_munge(sh->plugin, sh->kh, b, &req, &rec->req, o, &sh->bytes, head, cap, len);
+	if (sh->kh->refused)
+		CTR_ADD(&sh->ctr, plugin_rejected, sh->kh->refused);
+	if (rc == -1)
+		CTR_INC(&sh->ctr, plugin_errors);
+	if (rc == -2)
+		*head = NULL;
+	return rc == -1 ? -1 : 0;
+}
+
 static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
 {
 	unsigned b = c->backend;
@@ -451,14 +521,26 @@ static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
 		.chunked = rec->req.body == BODY_CHUNKED,
 	};
 	shadow_session(sh, rec, &o);
-	size_t cap;
-	char *head = bytepool_get(&sh->bytes, head_request_size(&rec->req, &o), &cap);
-	if (!head) {
-		skip(sh, SKIP_MEMORY, 1);
-		leg_done(sh, c, BERR_DROPPED);
-		return;
+	size_t cap, len;
+	char *head = NULL;
+	if (sh->kh) {
+		int rc = munge(sh, rec, b, &o, &head, &cap, &len);
+		if (rc == -1) {
+			/* The hook failed for this shadow: it sits this request out. */
+			skip(sh, SKIP_PLUGIN, 1);
+			leg_done(sh, c, BERR_DROPPED);
+			return;
+		}
 	}
-	size_t len = head_request_write(&rec->req, &o, head);
+	if (!head) {
+		head = bytepool_get(&sh->bytes, head_request_size(&rec->req, &o), &cap);
+		if (!head) {
+			skip(sh, SKIP_MEMORY, 1);
+			leg_done(sh, c, BERR_DROPPED);
+			return;
+		}
+		len = head_request_write(&rec->req, &o, head);
+	}
 	struct upstream *up = upstream_get(sh, (int)b, sh->tq_shadow[b], false, &shadow_ops, c);
 	if (!up) {
 		bytepool_put(&sh->bytes, head, cap);

@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "log.h"
+#include "plugin.h"
 #include "server.h"
 #include "shadow.h"
 #include "upstream.h"
@@ -506,6 +507,9 @@ int shard_init(struct shard *sh, struct server *srv, unsigned id, int lfd)
 	sh->lfd = lfd;
 	sh->access_fd = server_access_fd(srv);
 	sh->cmp = server_comparator(srv);
+	sh->plugin = server_plugin(srv);
+	if (sh->plugin && PLUGIN_HAS(sh->plugin, munge_headers) && !(sh->kh = malloc(sizeof *sh->kh)))
+		return -ENOMEM;
 	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (sh->wake_fd < 0)
 		return -errno;
@@ -569,6 +573,7 @@ void shard_destroy(struct shard *sh)
 	bytepool_destroy(&sh->bytes);
 	free(sh->alog);
 	free(sh->alog_inflight);
+	free(sh->kh);
 	if (sh->lfd >= 0)
 		close(sh->lfd);
 	if (sh->wake_fd >= 0)

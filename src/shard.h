@@ -32,6 +32,8 @@ struct client;
 struct upstream;
 struct record;
 struct comparator;
+struct plugin;
+struct kage_headers;
 
 /* Provided-buffer groups, by role: shadow pressure never starves master. */
 enum bgroup {
@@ -169,6 +171,8 @@ struct shard {
 	struct spsc to_cmp;		/* finished records, to the comparator */
 	struct spsc from_cmp;		/* records the comparator is done with */
 	struct comparator *cmp;
+	const struct plugin *plugin;	/* hooks, or NULL */
+	struct kage_headers *kh;	/* munge_headers scratch */
 	uint64_t rng;			/* splitmix64 state: sampling, session ids */
 	uint64_t method_mask;		/* --shadow-methods as llhttp method bits */
 	uint64_t record_seq;
