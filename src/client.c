@@ -177,8 +177,9 @@ static void close_when_flushed(struct shard *sh, struct client *cl)
 		}
 		uring_shutdown_wr(sh->ring, cl->c.fd);
 		timer_start(&sh->timers, &cl->timer, sh->tq_linger, sh->now, on_timer);
-		if (!cl->c.recv_armed)
-			shard_arm_recv(sh, &cl->c, OP_CLIENT_RECV);
+		/* Lingering means reading whatever comes, whatever held it back. */
+		cl->c.paused = 0;
+		shard_arm_recv(sh, &cl->c, OP_CLIENT_RECV);
 	}
 }
 
