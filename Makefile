@@ -66,7 +66,7 @@ VERSION   := $(shell sed -n 's/^\#define KAGE_VERSION *"\(.*\)"/\1/p' src/config
 
 ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
 
-.PHONY: all deps test test-unit test-integration test-threads tsan-canary bench demo clean install
+.PHONY: all deps lint test test-unit test-integration test-threads tsan-canary bench demo clean install
 .DEFAULT_GOAL := all
 
 all: $(B)/kage $(TOOL_BIN) $(PLUGIN_SO) $(if $(SAN),,kage)
@@ -78,7 +78,7 @@ DEPS_FILES := /usr/include/liburing.h /usr/share/llhttp/llhttp.c \
               /usr/include/CUnit/CUnit.h /usr/include/jansson.h /usr/include/zlib.h
 $(DEPS_STAMP):
 	@for f in $(DEPS_FILES); do [ -e $$f ] || missing=1; done; \
-	 for c in curl wrk ab python3 pkg-config; do command -v $$c >/dev/null || missing=1; done; \
+	 for c in curl wrk ab python3 pkg-config cppcheck; do command -v $$c >/dev/null || missing=1; done; \
 	 if [ -n "$$missing" ]; then tools/install-deps; fi
 	@mkdir -p build && touch $@
 deps: $(DEPS_STAMP)
@@ -157,6 +157,13 @@ tsan-canary: $(B)/libkage.a
 	    echo "tsan-canary: TSan did not report the broken queue"; exit 1; fi
 	@grep -q 'ThreadSanitizer: data race' $(B)/tests/spsc-broken.log
 	@echo "tsan-canary: the deliberately broken queue is reported by TSan, as it must be"
+
+# Static analysis: any finding fails.
+lint: | $(DEPS_STAMP)
+	cppcheck --enable=warning,performance,portability --inline-suppr --quiet --std=c11 \
+	    --error-exitcode=1 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Isrc -I/usr/share/include/llhttp \
+	    --suppress=missingIncludeSystem src/*.c tools/*.c tools/plugins/*.c tests/plugins/*.c
+	@echo "lint: cppcheck found nothing"
 
 bench: all
 	tools/install-deps --bench

@@ -1264,10 +1264,10 @@ static struct jv jr_value(struct jreader *J)
  * tolerated). Values larger than 4 GiB do not occur: bodies are capped. */
 static bool json_parse(struct ctx *c, const uint8_t *body, size_t len, struct jv *root)
 {
-	struct jreader J = { c->r, (const char *)body, (const char *)body, (const char *)body + len, 0 };
-
 	if (len > UINT32_MAX || !body)
 		return false;
+	struct jreader J = { c->r, (const char *)body, (const char *)body, (const char *)body + len, 0 };
+
 	c->r->vn = 0;
 	c->r->mn = 0;
 	if (len >= 3 && body[0] == 0xef && body[1] == 0xbb && body[2] == 0xbf)

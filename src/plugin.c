@@ -49,7 +49,7 @@ int plugin_load(struct plugin *p, const struct kage_config *cfg, const struct ka
 	if (h->abi != KAGE_ABI_VERSION) {
 		snprintf(err, errlen, "%s%s: built for kage ABI %u, this kage speaks ABI %u; rebuild it against this kage.h",
 			 cfg->plugin_path ? "--plugin " : "hooks", cfg->plugin_path ? cfg->plugin_path : "",
-			 h->abi, KAGE_ABI_VERSION);
+			 h->abi, (unsigned)KAGE_ABI_VERSION);
 		plugin_unload(p);
 		return -1;
 	}

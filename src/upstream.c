@@ -258,7 +258,8 @@ static void parse_response(struct shard *sh, struct upstream *up, const char *p,
 			up->state = UP_TUNNEL;
 			CTR_INC(bctr(sh, up), responses[1]);
 			up->ops->on_head(up, &up->parser.msg);
-			if (left && up->state == UP_TUNNEL && up->ops)
+			/* on_head may have closed it (a 101 nobody asked for). */
+			if (left && up->state == UP_TUNNEL)
 				up->ops->on_tunnel(up, p, left, up->cur_bref);
 			return;
 		case HEV_ERROR:
