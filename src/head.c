@@ -69,6 +69,8 @@ struct out {
 
 static void put(struct out *o, const char *s, size_t n)
 {
+	if (!n)
+		return;	/* s may be NULL (an empty head has no store) */
 	memcpy(o->p, s, n);
 	o->p += n;
 }
@@ -235,7 +237,8 @@ static void put_status_line(struct out *out, const struct http_msg *m)
 	put_str(out, "HTTP/1.1 ");
 	put_uint(out, m->status);
 	put(out, " ", 1);
-	put(out, m->store + m->reason, m->reason_len);
+	if (m->reason_len)
+		put(out, m->store + m->reason, m->reason_len);
 	put(out, "\r\n", 2);
 }
 

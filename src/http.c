@@ -313,7 +313,9 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 	struct http_parser *p = parser_of(ll);
 	if (p->in_trailers)
 		return 0;
-	if (is_fold(p, at))
+	/* An empty value is reported as an empty span, possibly placed at the
+	 * next line: it carries nothing folded. */
+	if (len && is_fold(p, at))
 		return fail(p, p->kind == HTTP_KIND_REQUEST ? 400 : 502, "obsolete line folding");
 	if (!store_append(p, at, len))
 		return fail(p, head_too_big(p), "header block too large");
@@ -437,6 +439,8 @@ static int response_headers_complete(struct http_parser *p)
 	m->minor = p->ll.http_minor;
 	if (m->major != 1)
 		return fail(p, 502, "response version is not HTTP/1.x");
+	if (m->status < 100)
+		return fail(p, 502, "response status below 100");
 	if ((p->ll.flags & F_TRANSFER_ENCODING) && check_transfer_encoding(m))
 		return fail(p, 502, "response transfer coding other than chunked");
 	mark_connection_options(m);
@@ -480,9 +484,10 @@ static int on_headers_complete(llhttp_t *ll)
 	order_headers(&p->msg);
 	p->in_head = false;
 	p->in_trailers = true;	/* fields from now on are trailers: dropped */
-	if (p->kind == HTTP_KIND_REQUEST)
-		return request_headers_complete(p);
-	return response_headers_complete(p);
+	int ret = p->kind == HTTP_KIND_REQUEST ? request_headers_complete(p)
+					       : response_headers_complete(p);
+	p->keep_alive = p->msg.keep_alive;
+	return ret;
 }
 
 static int on_body(llhttp_t *ll, const char *at, size_t len)
@@ -562,7 +567,14 @@ bool http_idle(const struct http_parser *p)
 static uint16_t version_error_status(const struct http_parser *p)
 {
 	const char *e = llhttp_get_error_pos(&p->ll);
-	return e && *e == '\r' ? 505 : 400;
+	/* At the end of the input: llhttp judged the version as soon as its
+	 * last digit arrived, so it was well-formed (and there is nothing
+	 * there to read). */
+	if (!e || e < p->input)
+		return 400;
+	if (e >= p->input_end)
+		return 505;
+	return *e == '\r' ? 505 : 400;
 }
 
 static enum http_event parse_error(struct http_parser *p, llhttp_errno_t err)
@@ -609,6 +621,7 @@ enum http_event http_parse(struct http_parser *p, const char *data, size_t len, 
 		feed = (size_t)HTTP_HEAD_MAX + 1 - p->head_bytes;
 
 	p->input = data;
+	p->input_end = data + feed;
 	llhttp_errno_t err = llhttp_execute(&p->ll, data, feed);
 	size_t n = err == HPE_OK ? feed : (size_t)(llhttp_get_error_pos(&p->ll) - data);
 	*used = n;
@@ -663,8 +676,13 @@ enum http_event http_finish(struct http_parser *p)
 		p->error_reason = "connection closed mid-message";
 		return HEV_ERROR;
 	}
-	if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
+	if (llhttp_get_errno(&p->ll) == HPE_PAUSED) {
+		/* Paused right at the head, llhttp has not entered the
+		 * body-until-close state yet: let it, with no bytes, first. */
 		llhttp_resume(&p->ll);
+		p->input = p->input_end = NULL;
+		llhttp_execute(&p->ll, "", 0);
+	}
 	llhttp_errno_t err = llhttp_finish(&p->ll);
 	if ((err == HPE_OK || err == HPE_PAUSED) && p->end_ready) {
 		p->end_ready = false;

@@ -130,7 +130,8 @@ struct http_parser {
 	http_body_fn on_body;
 	void *owner;
 
-	const char *input;	/* start of the buffer being parsed */
+	const char *input;	/* the buffer being parsed */
+	const char *input_end;
 	uint32_t head_bytes;	/* bytes of the current head so far */
 	uint32_t field_start;	/* store offsets of the header being received */
 	uint32_t value_start;
@@ -149,6 +150,8 @@ struct http_parser {
 	bool seen_version;
 	bool seen_field;	/* a header field started: too-long heads are 431, else 414 */
 	bool want_close;	/* request said Connection: close (stop after it) */
+	bool keep_alive;	/* the last head allowed another message after it
+				 * (kept here: the owner may move the head away) */
 	bool oom;		/* the bytepool refused head storage */
 };
 

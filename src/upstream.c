@@ -250,7 +250,7 @@ static void parse_response(struct shard *sh, struct upstream *up, const char *p,
 			up->requests++;
 			/* Bytes after a complete response on a connection that carries
 			 * one request at a time: the backend is confused; never reuse. */
-			up->reusable = up->parser.msg.keep_alive && left == 0;
+			up->reusable = up->parser.keep_alive && left == 0;
 			up->ops->on_end(up);
 			return;
 		case HEV_UPGRADE:

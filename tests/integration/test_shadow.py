@@ -169,6 +169,19 @@ class Duplication(ShadowCase):
         self.assertEqual(h["x-custom"], "v")
         self.assertNotIn("connection", h)
 
+    def test_shadow_keep_alive_pool(self):
+        """Regression: the shadow's response head was moved out of its
+        parser before the end, which then read keep-alive as false, so every
+        shadowed request opened a new connection to the shadow."""
+        m, s, kg = self.pair()
+        reset_count(m.port)
+        reset_count(s.port)
+        for i in range(20):
+            self.assertEqual(self.get(kg, f"/size/{i}").status, 200)
+        self.assertTrue(wait_for(lambda: count(s.port)["requests"] == 20))
+        self.assertEqual(count(m.port)["connections"], 1)
+        self.assertEqual(count(s.port)["connections"], 1)
+
     def test_header_rules_per_backend(self):
         m, s, kg = self.pair("--set-header", "sandbox=X-Kage-Sandbox: 1",
                              "--remove-header", "production=X-Secret",

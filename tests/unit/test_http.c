@@ -4,7 +4,10 @@
  */
 #include <CUnit/Basic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "head.h"
 
 #include "http.h"
 #include "pool.h"
@@ -397,6 +400,92 @@ static void test_close_delimited(void)
 	http_parser_reset(&p);
 }
 
+/* --- regressions found by the fuzzers (tests/fuzz) ---------------------------- */
+
+/* Each piece in a heap block of exactly its size, as a receive would be:
+ * ASan sees any read past it. */
+static enum http_event parse_exact(struct http_parser *p, const char *s, size_t *used)
+{
+	size_t n = strlen(s);
+	char *b = malloc(n ? n : 1);
+	memcpy(b, s, n);
+	enum http_event e = http_parse(p, b, n, used);
+	free(b);
+	return e;
+}
+
+static void test_version_error_at_end_of_input(void)
+{
+	struct http_parser p;
+	http_parser_init(&p, HTTP_KIND_REQUEST, &pool, NULL, NULL);
+	size_t used;
+	CU_ASSERT_EQUAL(parse_exact(&p, "GET / HTTP/1.2", &used), HEV_ERROR);
+	CU_ASSERT_EQUAL(p.error_status, 505);
+	http_parser_reset(&p);
+	http_parser_init(&p, HTTP_KIND_REQUEST, &pool, NULL, NULL);
+	CU_ASSERT_EQUAL(parse_exact(&p, "GET / HTTP/1.", &used), HEV_MORE);
+	CU_ASSERT_EQUAL(parse_exact(&p, "7", &used), HEV_ERROR);
+	CU_ASSERT_EQUAL(p.error_status, 505);
+	http_parser_reset(&p);
+}
+
+static void test_empty_value_is_not_a_fold(void)
+{
+	static const char *const cases[] = {
+		"GET / HTTP/1.1\r\nHost: a\r\nX:\r\nY: 1\r\n\r\n",
+		"GET / HTTP/1.1\r\nX:\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (size_t step = 1; step <= 64; step *= 2)
+			CU_ASSERT_EQUAL(verdict_of(cases[i], strlen(cases[i]), step), 0);
+}
+
+static void test_status_below_100(void)
+{
+	static const char *const cases[] = { "HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n" };
+	for (size_t i = 0; i < 2; i++) {
+		struct sink s = { .body_len = 0 };
+		struct http_parser p;
+		char ev[16];
+		response_events(cases[i], HTTP_GET, 100, ev, sizeof ev, &s, &p);
+		CU_ASSERT_STRING_EQUAL(ev, "X");
+		CU_ASSERT_EQUAL(p.error_status, 502);
+		http_parser_reset(&p);
+	}
+}
+
+/* A head with no reason and no header has no store at all. */
+static void test_empty_head_written(void)
+{
+	struct http_parser p;
+	http_parser_init(&p, HTTP_KIND_RESPONSE, &pool, NULL, NULL);
+	http_parser_expect(&p, HTTP_GET);
+	size_t used;
+	CU_ASSERT_EQUAL(parse_exact(&p, "HTTP/1.1 204\r\n\r\n", &used), HEV_HEAD);
+	struct head_response_opts o = { .close = true };
+	char out[256];
+	CU_ASSERT_FATAL(head_response_size(&p.msg, &o) <= sizeof out);
+	size_t n = head_response_write(&p.msg, &o, out);
+	CU_ASSERT_EQUAL(n, strlen("HTTP/1.1 204 \r\nConnection: close\r\n\r\n"));
+	CU_ASSERT_NSTRING_EQUAL(out, "HTTP/1.1 204 \r\nConnection: close\r\n\r\n", n);
+	n = head_interim_write(&p.msg, out);
+	CU_ASSERT_NSTRING_EQUAL(out, "HTTP/1.1 204 \r\n\r\n", n);
+	http_parser_reset(&p);
+}
+
+static void test_close_delimited_empty_body(void)
+{
+	struct http_parser p;
+	http_parser_init(&p, HTTP_KIND_RESPONSE, &pool, NULL, NULL);
+	http_parser_expect(&p, HTTP_GET);
+	size_t used;
+	CU_ASSERT_EQUAL(parse_exact(&p, "HTTP/1.0 200 OK\r\nX: 1\r\n\r\n", &used), HEV_HEAD);
+	CU_ASSERT_EQUAL(p.msg.body, BODY_EOF);
+	CU_ASSERT_EQUAL(http_finish(&p), HEV_END);
+	http_parser_reset(&p);
+}
+
 static void test_methods(void)
 {
 	CU_ASSERT_EQUAL(http_method_lookup("GET"), HTTP_GET);
@@ -425,7 +514,12 @@ int main(void)
 	    !CU_add_test(s, "expect continue", test_expect_continue) ||
 	    !CU_add_test(s, "response framing", test_response_framing) ||
 	    !CU_add_test(s, "close delimited", test_close_delimited) ||
-	    !CU_add_test(s, "methods", test_methods)) {
+	    !CU_add_test(s, "methods", test_methods) ||
+	    !CU_add_test(s, "fuzz: version error at end of input", test_version_error_at_end_of_input) ||
+	    !CU_add_test(s, "fuzz: empty value is not a fold", test_empty_value_is_not_a_fold) ||
+	    !CU_add_test(s, "fuzz: status below 100", test_status_below_100) ||
+	    !CU_add_test(s, "fuzz: empty head written", test_empty_head_written) ||
+	    !CU_add_test(s, "fuzz: close-delimited empty body", test_close_delimited_empty_body)) {
 		CU_cleanup_registry();
 		return 1;
 	}
