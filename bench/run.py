@@ -530,6 +530,8 @@ class Bench:
         return p
 
     def repro(self, sc, proxy):
+        if sc["kind"] == "direct":
+            return "testbackend (direct)"
         if sc["kind"] == "kage":
             cmd = " ".join(self.kage_argv(sc)).replace(
                 str(self.ports["master"]), "MASTER_PORT")
@@ -583,6 +585,10 @@ class Bench:
                 t = rec["cpu"]["ticks"].get("proxy", 0)
                 rec["proxy_cpu_us_per_req"] = t / CLK * 1e6 / max(res["requests"], 1)
                 rec["proxy_cpu_pct"] = round(100.0 * t / CLK / rec["cpu"]["seconds"], 1)
+            if sport:
+                t = rec["cpu"]["ticks"].get("slow-shadow" if sc["shadow"] == "slow"
+                                            else "shadow", 0)
+                rec["shadow_cpu_pct"] = round(100.0 * t / CLK / rec["cpu"]["seconds"], 1)
             rec["ok"] = True
         except BenchError as e:
             rec["error"] = str(e)
@@ -600,6 +606,8 @@ class Bench:
                 if sc["kind"] == "kage":
                     rec["kage_summary"] = parse_kage_summary(proxy.lines)
                     rec["kage_stderr_tail"] = proxy.lines[-40:]
+                else:
+                    rec["nginx_error_log"] = nginx_log(proxy)
                     if status not in (0, None) and rec["ok"]:
                         rec["ok"] = False
                         rec["error"] = f"kage exited with status {status} on SIGTERM"
@@ -613,7 +621,8 @@ class Bench:
             if errs:
                 self.problems.append({"scenario": sc["id"], "rep": rep,
                                       "error": f"wrk errors {w['errors']}",
-                                      "command": self.repro(sc, proxy)})
+                                      "command": self.repro(sc, proxy),
+                                      "wrk": " ".join(w["argv"][:-1]) + " http://127.0.0.1:PROXY_PORT/"})
         return rec
 
     # -- idle connections --------------------------------------------------
@@ -661,6 +670,9 @@ class Bench:
                 rec["proxy_exit"] = proxy.stop(10)
                 if sc["kind"] == "kage":
                     rec["kage_summary"] = parse_kage_summary(proxy.lines)
+                    rec["kage_stderr_tail"] = proxy.lines[-40:]
+                else:
+                    rec["nginx_error_log"] = nginx_log(proxy)
                 if proxy.killed:
                     rec["ok"] = False
                     rec["error"] = (rec.get("error") or "") + " SIGKILLed after SIGTERM"
@@ -670,6 +682,14 @@ class Bench:
                                   "command": self.repro(sc, proxy) + " --client-timeout 300"
                                   if sc["kind"] == "kage" else self.repro(sc, proxy)})
         return rec
+
+
+def nginx_log(proxy):
+    try:
+        with open(os.path.join(os.path.dirname(proxy.conf), "error.log")) as f:
+            return f.read().splitlines()[-20:]
+    except (OSError, AttributeError):
+        return None
 
 
 def rss_of(proxy):
@@ -703,10 +723,13 @@ def read_response(s):
         raise OSError(f"answered {status!r}")
 
 
-def open_idle(port, n, batch=200):
+def open_idle(port, n, batch=200, limit=180.0):
     """n keep-alive connections, each with one request answered."""
     socks, failed = [], 0
+    end = time.monotonic() + limit
     for i in range(0, n, batch):
+        if time.monotonic() > end:
+            raise BenchError(f"opening {n} idle connections took over {limit:g} s")
         group = []
         for _ in range(min(batch, n - i)):
             try:
@@ -735,9 +758,12 @@ def count_open(socks):
     return len(socks) - len(p.poll(0))
 
 
-def reuse_check(socks):
+def reuse_check(socks, limit=30.0):
     ok = 0
+    end = time.monotonic() + limit
     for s in socks:
+        if time.monotonic() > end:
+            break
         try:
             s.sendall(REQ)
             read_response(s)
@@ -823,6 +849,7 @@ def summarize(sc, reps):
         s["shadow_requests"] = recv
         s["shadow_conns"] = sum(r["shadow"]["connections"] for r in ok)
         s["shadow_share"] = recv / max(s["requests"], 1)
+        s["shadow_cpu_pct"] = med([r.get("shadow_cpu_pct") for r in ok])
         if sc["kind"] == "kage":
             ks = [r.get("kage_summary") or {} for r in ok]
             if all("served" in k for k in ks):
@@ -899,7 +926,7 @@ def report(scs, results, idle, bench, args, added):
         for sc in members:
             s = S.get(sc["id"], {})
             if not s.get("ok_reps"):
-                rows.append([label(sc), "FAILED"] + [""] * (12 if is_shadow else 9))
+                rows.append([label(sc), "FAILED"] + [""] * (13 if is_shadow else 9))
                 continue
             ref = sc["ref"]
             vs = 1.0 if sc["kind"] == "direct" else ratio(sc["id"], ref, "rps")
@@ -914,6 +941,7 @@ def report(scs, results, idle, bench, args, added):
             if is_shadow:
                 if sc["shadow"]:
                     row.append(f"{100 * s['shadow_share']:.1f}%")
+                    row.append(f"{s['shadow_cpu_pct']:.0f}%")
                     row.append(f"{s['master_conns']} / {s['shadow_conns']}")
                     if sc["kind"] == "kage" and "kage_served" in s:
                         row.append(f"{s.get('kage_compared', '?')}/{s['kage_served']}"
@@ -924,13 +952,13 @@ def report(scs, results, idle, bench, args, added):
                     else:
                         row.append("-")
                 else:
-                    row += ["-", f"{s['master_conns']}", "-"]
+                    row += ["-", "-", f"{s['master_conns']}", "-"]
             row += [str(s["errors"]), f"{s['other_pct_max']:.0f}%", per_rep(s)]
             rows.append(row)
         hdr = ["scenario", "req/s", "p50", "p99", "vs direct", "kage/nginx",
                "CPU/req", "CPU/req vs nginx", "proxy CPU"]
         if is_shadow:
-            hdr += ["shadow recv/client", "conns master / shadow",
+            hdr += ["shadow recv/client", "shadow CPU", "conns master / shadow",
                     "kage records/served, dropped"]
         hdr += ["errors", "other", "req/s per rep"]
         out.append(table(hdr, rows, right=set(range(1, len(hdr) - 1))))
@@ -968,6 +996,8 @@ def report(scs, results, idle, bench, args, added):
         for p in bench.problems:
             out.append(f"- {p['scenario']} rep {p['rep']}: {p['error']}")
             out.append(f"  proxy command: {p['command']}")
+            if p.get("wrk"):
+                out.append(f"  load: {p['wrk']}")
     else:
         out.append("")
         out.append("No run failed; no wrk socket errors or non-2xx responses.")
