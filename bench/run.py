@@ -633,12 +633,23 @@ class Bench:
         try:
             proxy = self.start_proxy(sc, idle=True)
             rec["nofile_limit"] = nofile_limit(proxy.pid)
-            for _ in range(3):
-                http_get(proxy.port, "/size/1024")
-            time.sleep(0.3)
+            # Touch the proxy's buffers first (kage cycles through its whole
+            # provided-buffer ring under load), so that the difference below
+            # is the connections' own memory, not the pools' first use.
+            http_get(proxy.port, "/size/1024")
+            run_wrk(proxy.port, "get_1k.lua", 1, self.args)
+            time.sleep(0.5)
             before = rss_of(proxy)
+            # Two steps: the slope between them leaves out what the first
+            # connections cost once (pools, buffers reached for the first time).
+            first = n // 5
             t0 = time.monotonic()
-            socks, failed = open_idle(proxy.port, n)
+            socks, failed = open_idle(proxy.port, first)
+            time.sleep(0.5)
+            mid = rss_of(proxy)
+            more, failed2 = open_idle(proxy.port, n - first)
+            socks += more
+            failed += failed2
             rec["open_seconds"] = round(time.monotonic() - t0, 2)
             rec["open_failed"] = failed
             time.sleep(1.0)
@@ -650,9 +661,11 @@ class Bench:
             socks = []
             time.sleep(1.0)
             closed = rss_of(proxy)
-            rec.update(rss_before=before, rss_after=after, rss_after_close=closed)
+            rec.update(rss_before=before, rss_mid=mid, rss_after=after,
+                       rss_after_close=closed, conns_mid=first - min(failed, first))
             opened = n - failed
-            rec["rss_per_conn"] = (after["VmRSS"] - before["VmRSS"]) / max(opened, 1)
+            rec["rss_per_conn_total"] = (after["VmRSS"] - before["VmRSS"]) / max(opened, 1)
+            rec["rss_per_conn"] = (after["VmRSS"] - mid["VmRSS"]) / max(opened - rec["conns_mid"], 1)
             rec["anon_per_conn"] = (after.get("RssAnon", 0) - before.get("RssAnon", 0)) \
                 / max(opened, 1)
             if not proxy.alive():
@@ -968,14 +981,16 @@ def report(scs, results, idle, bench, args, added):
     if idle:
         out.append("")
         out.append(f"== idle: {args.idle_conns} keep-alive connections through the "
-                   "proxy, each after one GET 1 KiB; RSS (VmRSS, nginx: master + workers)")
+                   "proxy, each after one GET 1 KiB; RSS (VmRSS, nginx: master + workers) "
+                   "after a 1 s wrk warm-up; bytes/conn = RSS growth per connection from "
+                   f"{args.idle_conns // 5} to {args.idle_conns} connections")
         rows = []
         for sc in scs:
             if sc["group"] != "idle" or sc["id"] not in idle:
                 continue
             r = idle[sc["id"]]
             if "rss_per_conn" not in r:
-                rows.append([label(sc), "FAILED", "", "", "", "", "", "", ""])
+                rows.append([label(sc), "FAILED"] + [""] * 9)
                 continue
             peer = idle.get(sc["peer"]) if sc["peer"] else None
             vsn = r["rss_per_conn"] / peer["rss_per_conn"] \
@@ -983,11 +998,14 @@ def report(scs, results, idle, bench, args, added):
             rows.append([label(sc), f"{r['connections'] - r['open_failed']}",
                          f"{r['still_open']}", r["reused_ok"],
                          fmt_bytes(r["rss_before"].get("VmRSS")),
+                         fmt_bytes(r["rss_mid"].get("VmRSS")),
                          fmt_bytes(r["rss_after"].get("VmRSS")),
                          f"{r['rss_per_conn']:.0f}", fmt_ratio(vsn),
+                         f"{r['rss_per_conn_total']:.0f}",
                          fmt_bytes(r["rss_after_close"].get("VmRSS"))])
         out.append(table(["proxy", "opened", "still open", "reused", "RSS before",
-                          "RSS with conns", "bytes/conn", "kage/nginx",
+                          f"RSS at {args.idle_conns // 5}", f"RSS at {args.idle_conns}",
+                          "bytes/conn", "kage/nginx", "bytes/conn from 0",
                           "RSS after close"], rows))
 
     if bench.problems:
@@ -1010,7 +1028,8 @@ def meta(args, bench):
     def cmd(argv):
         try:
             r = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT)
-            return (r.stdout + r.stderr).strip().splitlines()[0]
+            lines = (r.stdout + r.stderr).strip().splitlines()
+            return lines[0] if lines else ""
         except Exception as e:
             return f"? ({e})"
     return {
