@@ -408,7 +408,7 @@ worker_processes {workers};
 worker_rlimit_nofile {nofile};
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 20000; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/client_body;
@@ -505,7 +505,8 @@ class Bench:
         os.chmod(d, 0o755)
         sp = self.shadow_port(sc)
         conf = NGINX_CONF.format(
-            workers=sc["workers"], nofile=NOFILE, tmp=d, port=port,
+            workers=sc["workers"], nofile=nofile_soft(),
+            worker_connections=min(20000, nofile_soft() - 64), tmp=d, port=port,
             master=self.ports["master"], keepalive_timeout=300 if idle else 75,
             shadow_upstream=NGINX_SHADOW_UPSTREAM.format(shadow=sp) if sp else "",
             mirror="            mirror /__mirror;\n" if sp else "",
@@ -939,7 +940,7 @@ def report(scs, results, idle, bench, args, added):
         for sc in members:
             s = S.get(sc["id"], {})
             if not s.get("ok_reps"):
-                rows.append([label(sc), "FAILED"] + [""] * (13 if is_shadow else 9))
+                rows.append([label(sc), "FAILED" if s.get("reps") else "not run"])
                 continue
             ref = sc["ref"]
             vs = 1.0 if sc["kind"] == "direct" else ratio(sc["id"], ref, "rps")
@@ -974,6 +975,7 @@ def report(scs, results, idle, bench, args, added):
             hdr += ["shadow recv/client", "shadow CPU", "conns master / shadow",
                     "kage records/served, dropped"]
         hdr += ["errors", "other", "req/s per rep"]
+        rows = [r + [""] * (len(hdr) - len(r)) for r in rows]
         out.append(table(hdr, rows, right=set(range(1, len(hdr) - 1))))
         if g == "pipeline16":
             out.append("(wrk 4.1 gives no valid latency for pipelined runs)")
@@ -990,7 +992,7 @@ def report(scs, results, idle, bench, args, added):
                 continue
             r = idle[sc["id"]]
             if "rss_per_conn" not in r:
-                rows.append([label(sc), "FAILED"] + [""] * 9)
+                rows.append([label(sc), "FAILED"] + [""] * 9)   # 11 columns
                 continue
             peer = idle.get(sc["peer"]) if sc["peer"] else None
             vsn = r["rss_per_conn"] / peer["rss_per_conn"] \
@@ -1048,11 +1050,18 @@ def meta(args, bench):
     }
 
 
+def nofile_soft():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def raise_nofile():
+    """RLIMIT_NOFILE to NOFILE if allowed, else to the hard limit. Children
+    (kage, nginx, the backends) inherit it; nginx gets it as
+    worker_rlimit_nofile."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = NOFILE
     if hard != resource.RLIM_INFINITY and hard < want:
-        try:
+        try:   # raising the hard limit needs CAP_SYS_RESOURCE
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
             return
         except (ValueError, OSError):
@@ -1105,6 +1114,10 @@ def main():
     if args.nice is not None:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     raise_nofile()
+    if args.idle_conns + 200 > nofile_soft():
+        print(f"bench: RLIMIT_NOFILE is {nofile_soft()}: idle test reduced from "
+              f"{args.idle_conns} to {nofile_soft() - 200} connections", file=sys.stderr)
+        args.idle_conns = nofile_soft() - 200
 
     def on_term(signum, frame):
         raise Interrupted()
@@ -1170,6 +1183,8 @@ def main():
     for i in results:
         results[i]["summary"] = summarize(results[i]["scenario"], results[i]["reps"])
     print(report(scs, results, idle, bench, args, added))
+    if interrupted:
+        print("\nINTERRUPTED: the tables above are partial.")
     print(f"\nraw numbers of every rep: {os.path.relpath(args.json)}")
     return 130 if interrupted else (1 if bench.problems else 0)
 
