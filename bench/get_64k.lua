@@ -1,0 +1,4 @@
+-- GET a 64 KiB text/plain body (the test backend's /size/N route).
+wrk.method = "GET"
+wrk.path   = "/size/65536"
+dofile((debug.getinfo(1, "S").source:sub(2):match("^(.*/)") or "./") .. "report.lua")
