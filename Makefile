@@ -4,7 +4,7 @@
 #   make test                 install what is missing, build, run every test
 #   make SAN=address,undefined test     the same under ASan+UBSan
 #   make SAN=thread test-threads        the threaded tests under TSan
-#   make bench | make demo    see README.md
+#   make bench | make demo    see README.md (make bench BENCH_ARGS=--quick)
 #
 # Objects of each flavour live in their own directory under build/, so a
 # sanitizer build never mixes with the release one.
@@ -167,7 +167,7 @@ lint: | $(DEPS_STAMP)
 
 bench: all
 	tools/install-deps --bench
-	python3 bench/run.py --build $(B)
+	python3 bench/run.py --build $(B) $(BENCH_ARGS)
 
 demo: all
 	python3 tools/demo.py --build $(B)

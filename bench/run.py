@@ -806,6 +806,11 @@ def parse_kage_summary(lines):
                 m = re.search(rx, line)
                 if m:
                     out[k] = int(m.group(1))
+        # "shadows: N sent; skipped: method=0 path=0 ... overload=N ..."
+        m = re.search(r"shadows: (\d+) sent; skipped:(.*)", line)
+        if m:
+            out["sent"] = int(m.group(1))
+            out["skipped"] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
     return out
 
 
@@ -868,9 +873,14 @@ def summarize(sc, reps):
             ks = [r.get("kage_summary") or {} for r in ok]
             if all("served" in k for k in ks):
                 for key in ("served", "compared", "matched", "mismatched",
-                            "dropped", "lost"):
+                            "dropped", "lost", "sent"):
                     if all(key in k for k in ks):
                         s["kage_" + key] = sum(k[key] for k in ks)
+                skipped = {}
+                for k in ks:
+                    for reason, n in k.get("skipped", {}).items():
+                        skipped[reason] = skipped.get(reason, 0) + n
+                s["kage_skipped"] = {r: n for r, n in skipped.items() if n}
     return s
 
 
@@ -958,9 +968,12 @@ def report(scs, results, idle, bench, args, added):
                     row.append(f"{s['shadow_cpu_pct']:.0f}%")
                     row.append(f"{s['master_conns']} / {s['shadow_conns']}")
                     if sc["kind"] == "kage" and "kage_served" in s:
+                        skipped = ", ".join(f"{r} {n}" for r, n in
+                                            sorted(s.get("kage_skipped", {}).items()))
                         row.append(f"{s.get('kage_compared', '?')}/{s['kage_served']}"
                                    f" ({100 * s.get('kage_compared', 0) / max(s['kage_served'], 1):.0f}%)"
-                                   f", dropped {s.get('kage_dropped', '?')}")
+                                   f", skipped: {skipped or 'none'}"
+                                   f", queue-full {s.get('kage_dropped', '?')}")
                     elif sc["kind"] == "kage":
                         row.append("no summary")
                     else:
@@ -973,7 +986,7 @@ def report(scs, results, idle, bench, args, added):
                "CPU/req", "CPU/req vs nginx", "proxy CPU"]
         if is_shadow:
             hdr += ["shadow recv/client", "shadow CPU", "conns master / shadow",
-                    "kage records/served, dropped"]
+                    "kage records/served, shadows not sent by reason"]
         hdr += ["errors", "other", "req/s per rep"]
         rows = [r + [""] * (len(hdr) - len(r)) for r in rows]
         out.append(table(hdr, rows, right=set(range(1, len(hdr) - 1))))
