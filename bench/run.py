@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import resource
 import select
 import shutil
@@ -454,6 +455,7 @@ class Bench:
         self.args = args
         self.build = os.path.join(ROOT, args.build)
         self.kage = os.path.join(self.build, "kage")
+        self.kage_extra = shlex.split(args.kage_args)
         self.testbackend = os.path.join(self.build, "tools", "testbackend")
         self.tmp = tempfile.mkdtemp(prefix="kage-bench-")
         os.chmod(self.tmp, 0o755)       # nginx workers may run as nobody
@@ -493,7 +495,7 @@ class Bench:
                      "--ignore-header", "X-Request-Count"]
         if idle:
             argv += ["--client-timeout", "300"]
-        return argv
+        return argv + self.kage_extra
 
     def start_proxy(self, sc, idle=False):
         if sc["kind"] == "kage":
@@ -1105,6 +1107,8 @@ def main():
                     help="scenario ids, groups (get1k, get64k, post4k, pipeline16, shadow, "
                          "shadow-slow, idle) or globs ('*/kage-w2'); references "
                          "(direct, nginx) are added")
+    ap.add_argument("--kage-args", default="",
+                    help="extra kage flags for every kage run (e.g. '--buffer-size 64k')")
     ap.add_argument("--list", action="store_true", help="list scenarios and exit")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"))
     args = ap.parse_args()

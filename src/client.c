@@ -19,10 +19,14 @@
 #include "uring.h"
 #include "util.h"
 
-/* Backpressure marks, in bytes queued and not yet sent. */
-#define OUT_HIGH (512 * 1024)	/* to the client: stop reading master */
-#define OUT_LOW  (128 * 1024)
-#define REQ_HIGH (512 * 1024)	/* to master: stop reading the client */
+/*
+ * Backpressure marks, in bytes queued and not yet sent, counted in
+ * receive buffers: a connection whose peer is slow holds at most a few of
+ * its shard's buffers, so a handful of slow clients cannot starve the rest.
+ */
+#define OUT_HIGH(sh) (4u * (sh)->buf_size[BG_MASTER])	/* to the client: stop reading master */
+#define OUT_LOW(sh)  ((sh)->buf_size[BG_MASTER])
+#define REQ_HIGH(sh) (8u * (sh)->buf_size[BG_CLIENT])	/* to master: stop reading the client */
 #define INQ_PAUSE 4		/* pipelined buffers held before the receive pauses */
 #define LINGER_NS (2 * NS_PER_SEC)
 
@@ -394,7 +398,7 @@ static void master_body(struct upstream *up, const char *at, size_t len, uint32_
 	CTR_ADD(&sh->ctr, body_bytes_zerocopy, len);
 	ex->resp_bytes += len;
 	shard_mark_dirty(sh, &cl->c);
-	if (cl->c.out.bytes > OUT_HIGH && !cl->master_paused) {
+	if (cl->c.out.bytes > OUT_HIGH(sh) && !cl->master_paused) {
 		cl->master_paused = true;
 		upstream_pause(sh, up);
 	}
@@ -440,7 +444,7 @@ static void master_tunnel(struct upstream *up, const char *at, size_t len, uint3
 	outq_ref(sh, &cl->c.out, at, len, ref);
 	shard_mark_dirty(sh, &cl->c);
 	start_timer(sh, cl);
-	if (cl->c.out.bytes > OUT_HIGH && !cl->master_paused) {
+	if (cl->c.out.bytes > OUT_HIGH(sh) && !cl->master_paused) {
 		cl->master_paused = true;
 		upstream_pause(sh, up);
 	}
@@ -546,7 +550,7 @@ static void on_request_body(void *owner, const char *at, size_t len)
 	}
 	if (up->state == UP_ACTIVE)
 		shard_mark_dirty(sh, &up->c);
-	if (up->c.out.bytes > REQ_HIGH)
+	if (up->c.out.bytes > REQ_HIGH(sh))
 		shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 }
 
@@ -649,7 +653,7 @@ static void tunnel_input(struct shard *sh, struct client *cl, struct inbuf *in)
 		outq_ref(sh, &up->c.out, (const char *)shard_buf_addr(sh, in->bref) + in->off,
 			 in->len - in->off, ref);
 		shard_mark_dirty(sh, &up->c);
-		if (up->c.out.bytes > REQ_HIGH)
+		if (up->c.out.bytes > REQ_HIGH(sh))
 			shard_pause_recv(sh, &cl->c, OP_CLIENT_RECV, PAUSE_UPSTREAM_FULL);
 	}
 	in->off = in->len;
@@ -794,7 +798,7 @@ void client_on_send(struct shard *sh, struct client *cl, const struct uring_even
 	} else if (cl->state == C_WAIT && !cl->ex.resp_done) {
 		timer_stop(&cl->timer);	/* waiting on master, not on the client */
 	}
-	if (cl->master_paused && cl->c.out.bytes < OUT_LOW && cl->ex.up) {
+	if (cl->master_paused && cl->c.out.bytes < OUT_LOW(sh) && cl->ex.up) {
 		cl->master_paused = false;
 		upstream_resume(sh, cl->ex.up);
 	}

@@ -1294,11 +1294,14 @@ static const struct opt opts[] = {
 		  "power of two (default 4096)" },
 	{ .name = "buffers", .group = G_LISTEN, .type = T_POW2, .metavar = "N",
 	  FIELD(buffers), .umin = 1, .umax = 32768,
-	  .help = "provided receive buffers per shard, 1 to 32768, rounded up to a "
-		  "power of two (default 1024)" },
+	  .help = "provided receive buffers per shard for master responses, and as "
+		  "many for client requests (half as many for shadow responses), 1 to "
+		  "32768, rounded up to a power of two (default 512)" },
 	{ .name = "buffer-size", .group = G_LISTEN, .type = T_SIZE, .metavar = "BYTES",
 	  FIELD(buffer_size), .umin = 512, .umax = 4 * MIB,
-	  .help = "bytes per provided buffer, 512 to 4 MiB (default 16 KiB)" },
+	  .help = "bytes per buffer for master responses, 512 to 4 MiB; buffers for "
+		  "client requests and shadow responses hold at most 16 KiB "
+		  "(default 64 KiB)" },
 	{ .name = "max-conns", .group = G_LISTEN, .type = T_UINT, .metavar = "N",
 	  FIELD(max_conns), .umin = 1, .umax = 1048576,
 	  .help = "client connections per shard, 1 to 1048576; beyond it accept "
@@ -1880,8 +1883,8 @@ static int set_defaults(struct parser *p)
 	addr_default_listen(&c->listen);
 	c->threads = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (unsigned)cpus;
 	c->ring_entries = 4096;
-	c->buffers = 1024;
-	c->buffer_size = 16384;
+	c->buffers = 512;
+	c->buffer_size = 65536;
 	c->max_conns = 65536;
 	c->client_timeout = 15;
 	c->backend_timeout = 10;

@@ -82,8 +82,8 @@ struct kage_config {
 	int *pin_cpus;				/* --pin-cpus, expanded; NULL when off */
 	unsigned npin_cpus;
 	unsigned ring_entries;			/* default 4096, power of two after rounding up */
-	unsigned buffers;			/* provided buffers per group per shard (default 1024) */
-	unsigned buffer_size;			/* bytes each (default 16384) */
+	unsigned buffers;			/* provided buffers per group per shard (default 512) */
+	unsigned buffer_size;			/* bytes of master-response buffers (default 64 KiB) */
 	unsigned max_conns;			/* client connections per shard (default 65536) */
 
 	double client_timeout;			/* seconds (15) */

@@ -68,7 +68,7 @@ void shard_arm_recv(struct shard *sh, struct conn *c, enum op op)
 		return;
 	/* Arming on an empty buffer ring fails at once with ENOBUFS; wait
 	 * for a buffer to come back instead of spinning. */
-	if (sh->bufs_out[c->group] >= sh->cfg->buffers) {
+	if (sh->bufs_out[c->group] >= sh->buf_count[c->group]) {
 		c->starved = true;
 		c->starved_next = sh->starved[c->group];
 		sh->starved[c->group] = c;
@@ -97,7 +97,7 @@ void shard_resume_recv(struct shard *sh, struct conn *c, enum op op, enum pause_
 static void feed_starved(struct shard *sh)
 {
 	for (unsigned g = 0; g < BG_COUNT; g++) {
-		while (sh->starved[g] && sh->bufs_out[g] < sh->cfg->buffers) {
+		while (sh->starved[g] && sh->bufs_out[g] < sh->buf_count[g]) {
 			struct conn *c = sh->starved[g];
 			sh->starved[g] = c->starved_next;
 			c->starved = false;
@@ -443,14 +443,28 @@ static int setup_ring(struct shard *sh)
 		log_error("shard %u: %s", sh->id, why);
 		return ret;
 	}
+	/*
+	 * Buffers by role. Master responses are what kage forwards from where
+	 * they land, often large: --buffer-size each (fewer receives and
+	 * iovecs per response). Requests are mostly small heads and shadow
+	 * responses are copied out and recycled at once: 16 KiB is plenty,
+	 * and shadows need fewer.
+	 */
+	unsigned small = MIN(cfg->buffer_size, 16384u);
+	sh->buf_count[BG_MASTER] = cfg->buffers;
+	sh->buf_size[BG_MASTER] = cfg->buffer_size;
+	sh->buf_count[BG_CLIENT] = cfg->buffers;
+	sh->buf_size[BG_CLIENT] = small;
+	sh->buf_count[BG_SHADOW] = cfg->buffers > 1 ? cfg->buffers / 2 : 1;
+	sh->buf_size[BG_SHADOW] = small;
 	for (unsigned g = 0; g < BG_COUNT; g++) {
-		ret = uring_bufgroup_add(sh->ring, g, cfg->buffers, cfg->buffer_size);
+		ret = uring_bufgroup_add(sh->ring, g, sh->buf_count[g], sh->buf_size[g]);
 		if (ret < 0) {
-			log_error("shard %u: provided buffers (%u x %u bytes): %s", sh->id, cfg->buffers,
-				  cfg->buffer_size, strerror(-ret));
+			log_error("shard %u: provided buffers (%u x %u bytes): %s", sh->id,
+				  sh->buf_count[g], sh->buf_size[g], strerror(-ret));
 			return ret;
 		}
-		sh->bufref[g] = calloc(cfg->buffers, sizeof *sh->bufref[g]);
+		sh->bufref[g] = calloc(sh->buf_count[g], sizeof *sh->bufref[g]);
 		if (!sh->bufref[g])
 			return -ENOMEM;
 	}

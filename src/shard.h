@@ -147,6 +147,8 @@ struct shard {
 
 	uint16_t *bufref[BG_COUNT];	/* references per provided buffer */
 	unsigned bufs_out[BG_COUNT];	/* buffers held by userspace */
+	unsigned buf_count[BG_COUNT];	/* buffers in each group */
+	unsigned buf_size[BG_COUNT];	/* and their size */
 
 	struct upstream_pool pools[KAGE_MAX_BACKENDS];
 	struct head_rules rules[KAGE_MAX_BACKENDS];	/* per-backend header edits */

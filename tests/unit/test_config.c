@@ -169,8 +169,8 @@ static void test_defaults(void)
 	CU_ASSERT_PTR_NULL(cfg.pin_cpus);
 	CU_ASSERT_EQUAL(cfg.npin_cpus, 0);
 	CU_ASSERT_EQUAL(cfg.ring_entries, 4096);
-	CU_ASSERT_EQUAL(cfg.buffers, 1024);
-	CU_ASSERT_EQUAL(cfg.buffer_size, 16384);
+	CU_ASSERT_EQUAL(cfg.buffers, 512);
+	CU_ASSERT_EQUAL(cfg.buffer_size, 65536);
 	CU_ASSERT_EQUAL(cfg.max_conns, 65536);
 	CU_ASSERT_EQUAL(cfg.client_timeout, 15);
 	CU_ASSERT_EQUAL(cfg.backend_timeout, 10);
@@ -980,7 +980,7 @@ static void test_help(void)
 	for (const char *g = "Listening:\0Backends:\0Shadowing:\0Comparison:\0Operations:\0"; *g;
 	     g += strlen(g) + 1)
 		CU_ASSERT_PTR_NOT_NULL(strstr(out_text, g));
-	for (const char *d = "default 0.0.0.0:8090\0default 4096\0default 1024\0default 16 KiB\0"
+	for (const char *d = "default 0.0.0.0:8090\0default 4096\0default 512\0default 64 KiB\0"
 			     "default 65536\0default 15\0default 10\0default GET,HEAD\0default 100\0"
 			     "default random\0default 1 MiB\0default 64 MiB\0default X-Kage-Session\0"
 			     "default 0.2\0default 0.0003\0default -\0default: the online CPUs\0"
