@@ -3,61 +3,13 @@ slow, large, Expect: 100-continue) reach master intact and are streamed;
 response bodies (chunked, close-delimited, gzip, large) reach the client
 intact and framed for its HTTP version."""
 import gzip
-import select
 import subprocess
 import tempfile
 import threading
 import time
 
-from harness import (Case, Reader, ScriptedBackend, b64, chunked, count, exchange, request,
-                     reset_count)
-
-PATTERN = b"abcdefghijklmnopqrstuvwxyz0123456789\n"
-
-
-def pattern(n):
-    """The body of the test backend's /size/N route."""
-    reps = n // len(PATTERN) + 1
-    return (PATTERN * reps)[:n]
-
-
-def noise(n, seed=7):
-    """n bytes covering every byte value, not periodic on small powers of two."""
-    return bytes((i * 131 + seed + (i >> 8)) & 0xFF for i in range(n))
-
-
-class FastReader(Reader):
-    """Reader with an amortised buffer: harness.Reader appends to bytes,
-    which is quadratic on multi-megabyte bodies and makes them take seconds
-    even straight from the test backend."""
-
-    def __init__(self, sock, timeout=5.0):
-        super().__init__(sock, timeout)
-        self.buf = bytearray()
-
-    def _fill(self):
-        if self.eof:
-            return False
-        r, _, _ = select.select([self.sock], [], [], self.timeout)
-        if not r:
-            raise TimeoutError("no data from kage within %.1fs" % self.timeout)
-        try:
-            data = self.sock.recv(1 << 20)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def _exact(self, n):
-        while len(self.buf) < n:
-            if not self._fill():
-                raise EOFError("connection closed after %d of %d body bytes" % (len(self.buf), n))
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
+from harness import ScriptedBackend, b64, chunked, count, exchange, request, reset_count
+from support import FastReader, KageCase, noise, pattern, read_to_eof
 
 
 def echo_headers(r):
@@ -98,20 +50,6 @@ def read_head(rd):
         headers.append((name, value.strip()))
 
 
-def read_to_eof(rd, wait=5.0):
-    """Read everything until the peer closes; False if it does not within
-    `wait` seconds of silence. The bytes stay in rd.buf."""
-    old, rd.timeout = rd.timeout, wait
-    try:
-        while rd._fill():
-            pass
-    except TimeoutError:
-        return False
-    finally:
-        rd.timeout = old
-    return True
-
-
 def hdr(headers, name):
     for n, v in headers:
         if n.lower() == name.lower():
@@ -119,7 +57,7 @@ def hdr(headers, name):
     return None
 
 
-class RequestBodies(Case):
+class RequestBodies(KageCase):
     threads = True
 
     def test_content_length_body_intact(self):
@@ -306,7 +244,7 @@ class RequestBodies(Case):
         self.assertLess(float(secs), 4.0)
 
 
-class ResponseBodies(Case):
+class ResponseBodies(KageCase):
     threads = True
 
     def test_chunked_response_stays_chunked_for_http11(self):
