@@ -378,7 +378,8 @@ class ResponseBodies(KageCase):
             self.assertLess(len(r.body), 100000)
 
     def test_large_response_bodies_intact(self):
-        be, kg = self.proxy()
+        # --drain-timeout 1: a stuck exchange must not hold the stop for 10 s.
+        be, kg = self.proxy("--drain-timeout", "1")
         s = self.connect(kg.port)
         rd = FastReader(s, timeout=5)
         for target, n in (("/size/65536", 65536), ("/size/8388608", 8 << 20),
@@ -392,7 +393,7 @@ class ResponseBodies(KageCase):
 
     def test_curl_large_downloads_on_one_connection(self):
         """curl fetches two 8 MiB bodies over one keep-alive connection."""
-        be, kg = self.proxy()
+        be, kg = self.proxy("--drain-timeout", "1")
         url = f"http://127.0.0.1:{kg.port}/size/8388608"
         with tempfile.TemporaryDirectory(prefix="kage-dl-") as d:
             out = subprocess.run(["curl", "-sS", "--max-time", "5", "-o", f"{d}/1", "-o", f"{d}/2",
