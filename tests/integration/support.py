@@ -1,0 +1,106 @@
+"""Helpers shared by the bodies, errors, lifecycle and upgrade modules, on
+top of harness.py."""
+import select
+import signal
+import socket
+
+from harness import Case, Reader
+
+PATTERN = b"abcdefghijklmnopqrstuvwxyz0123456789\n"
+
+
+def pattern(n):
+    """The body of the test backend's /size/N route."""
+    return (PATTERN * (n // len(PATTERN) + 1))[:n]
+
+
+def noise(n, seed=7):
+    """n bytes covering every byte value, not periodic on small powers of two."""
+    return bytes((i * 131 + seed + (i >> 8)) & 0xFF for i in range(n))
+
+
+def read_all(sock, wait=3.0):
+    """Every byte until EOF: (bytes, True), or (bytes, False) if the peer
+    stays open `wait` seconds after its last byte. A reset counts as EOF."""
+    data = b""
+    sock.settimeout(wait)
+    try:
+        while True:
+            try:
+                d = sock.recv(65536)
+            except ConnectionResetError:
+                return data, True
+            if not d:
+                return data, True
+            data += d
+    except socket.timeout:
+        return data, False
+
+
+class FastReader(Reader):
+    """harness.Reader with an amortised buffer: Reader appends to bytes,
+    which is quadratic on multi-megabyte bodies and takes seconds even
+    straight from the test backend."""
+
+    def __init__(self, sock, timeout=5.0):
+        super().__init__(sock, timeout)
+        self.buf = bytearray()
+
+    def _fill(self):
+        if self.eof:
+            return False
+        r, _, _ = select.select([self.sock], [], [], self.timeout)
+        if not r:
+            raise TimeoutError("no data from kage within %.1fs" % self.timeout)
+        try:
+            data = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise EOFError("connection closed after %d of %d body bytes" % (len(self.buf), n))
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+
+def read_to_eof(rd, wait=5.0):
+    """Read until the peer closes; False if it stays silent and open for
+    `wait` seconds. The bytes stay in rd.buf."""
+    old, rd.timeout = rd.timeout, wait
+    try:
+        while rd._fill():
+            pass
+    except TimeoutError:
+        return False
+    finally:
+        rd.timeout = old
+    return True
+
+
+class KageCase(Case):
+    """Case that also fails a test when kage died on its own during it (the
+    harness only judges the exit status of a kage it stops itself)."""
+
+    def tearDown(self):
+        died = []
+        for p in self._procs:
+            if p.name != "kage" or getattr(p, "expect_failure", False):
+                continue
+            rc = p.proc.poll()
+            if rc is not None and rc != 0 and not getattr(p, "stopped_by_test", False):
+                how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"status {rc}"
+                died.append(f"kage died during the test ({how}): {p.stderr()[-1500:]}")
+        try:
+            super().tearDown()
+        except AssertionError as e:
+            died.append(str(e))
+        if died:
+            self.fail("; ".join(died))
