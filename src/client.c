@@ -200,8 +200,12 @@ static void respond_error(struct shard *sh, struct client *cl, unsigned status, 
 {
 	struct exchange *ex = &cl->ex;
 	if (ex->resp_started) {
-		/* Part of a response went out: only closing can tell the client. */
-		client_close(sh, cl);
+		/* Part of a response is on its way: what is queued still goes
+		 * out, then the close tells the client the rest never came (a
+		 * short Content-Length body, a chunked body without its end). */
+		ex->close_after = true;
+		detach_master(sh, cl);
+		close_when_flushed(sh, cl);
 		return;
 	}
 	bool close = !can_go_on || cl->drain || cl->peer_closed || (ex->active && !ex->req.keep_alive);
@@ -336,8 +340,11 @@ static void master_head(struct upstream *up, struct http_msg *m)
 
 	bool framed_by_close = m->body == BODY_CHUNKED || m->body == BODY_EOF;
 	ex->chunk_out = !cl->http10 && framed_by_close;
+	/* A refused upgrade (no 101) ends the connection: the parser stopped
+	 * at the upgrade and what the client sent next was never meant as
+	 * HTTP. */
 	ex->close_after |= (cl->http10 && framed_by_close) || !ex->req.keep_alive || cl->drain ||
-			   !ex->req_done || cl->peer_closed;
+			   !ex->req_done || cl->peer_closed || (ex->upgrade && !m->upgrade);
 	if (m->upgrade)
 		ex->close_after = false;
 	struct head_response_opts o = {
@@ -409,6 +416,12 @@ static void master_end(struct upstream *up)
 	struct client *cl = owner_of(up);
 	struct shard *sh = shard_of_client(cl);
 	struct exchange *ex = &cl->ex;
+	if (cl->state == C_TUNNEL) {
+		/* Master closed the tunnel: the client gets what is left, then EOF. */
+		ex->up = NULL;
+		close_when_flushed(sh, cl);
+		return;
+	}
 	if (ex->rec)
 		shadow_master_end(sh, ex->rec, BERR_NONE);
 	ex->up = NULL;
@@ -670,8 +683,8 @@ static void process_input(struct shard *sh, struct client *cl)
 			break;	/* pipelined: wait for the response before it */
 		if (cl->state == C_TUNNEL)
 			tunnel_input(sh, cl, in);
-		else if (cl->state == C_LINGER)
-			in->off = in->len;
+		else if (cl->state == C_LINGER || cl->close_flushed)
+			in->off = in->len;	/* answered and closing: nothing more is read as HTTP */
 		else if (!parse_one(sh, cl, in))
 			break;
 		if (cl->state == C_CLOSED)
@@ -740,7 +753,10 @@ void client_on_recv(struct shard *sh, struct client *cl, const struct uring_even
 			unsigned slot = (cl->in_first + cl->in_count) % CLIENT_INQ;
 			cl->in[slot] = (struct inbuf){ .bref = bref, .off = 0, .len = (uint32_t)ev->res };
 			cl->in_count++;
-			if (cl->state == C_HEAD || cl->state == C_BODY || cl->state == C_IDLE)
+			/* A body may take as long as it keeps coming; a head gets
+			 * --client-timeout in all (started at its first byte), so a
+			 * client trickling a head byte by byte is still cut off. */
+			if (cl->state == C_BODY)
 				start_timer(sh, cl);
 			process_input(sh, cl);
 		}

@@ -602,6 +602,25 @@ static enum http_event parse_error(struct http_parser *p, llhttp_errno_t err)
 	return HEV_ERROR;
 }
 
+/*
+ * Every line of a head ends with CRLF (RFC 9112 2.2, no bare LF in kage's
+ * strict reading). llhttp 8.1.0 in strict mode still accepts a bare LF
+ * after the request or status line and as the blank line ending the
+ * head, so look at each LF of the head bytes ourselves. `prev` is the
+ * byte before data (the end of the previous buffer).
+ */
+static bool bare_lf(const struct http_parser *p, const char *data, size_t n)
+{
+	const char *end = data + n, *lf = data;
+	while ((lf = memchr(lf, '\n', (size_t)(end - lf)))) {
+		char before = lf > data ? lf[-1] : p->last_byte;
+		if (before != '\r')
+			return true;
+		lf++;
+	}
+	return false;
+}
+
 enum http_event http_parse(struct http_parser *p, const char *data, size_t len, size_t *used)
 {
 	*used = 0;
@@ -625,10 +644,15 @@ enum http_event http_parse(struct http_parser *p, const char *data, size_t len, 
 	llhttp_errno_t err = llhttp_execute(&p->ll, data, feed);
 	size_t n = err == HPE_OK ? feed : (size_t)(llhttp_get_error_pos(&p->ll) - data);
 	*used = n;
-	if (n)
-		p->last_byte = data[n - 1];
 
 	if (head_phase) {
+		if (bare_lf(p, data, n)) {
+			p->error_status = p->kind == HTTP_KIND_REQUEST ? 400 : 502;
+			p->error_reason = "bare LF line ending";
+			return HEV_ERROR;
+		}
+		if (n)
+			p->last_byte = data[n - 1];
 		p->head_bytes += (uint32_t)n;
 		if (p->head_bytes > HTTP_HEAD_MAX && (p->in_head || p->head_ready)) {
 			p->error_status = head_too_big(p);
@@ -636,6 +660,9 @@ enum http_event http_parse(struct http_parser *p, const char *data, size_t len, 
 			return HEV_ERROR;
 		}
 	}
+
+	if (!head_phase && n)
+		p->last_byte = data[n - 1];
 
 	switch (err) {
 	case HPE_OK:

@@ -180,7 +180,10 @@ class Duplication(ShadowCase):
             self.assertEqual(self.get(kg, f"/size/{i}").status, 200)
         self.assertTrue(wait_for(lambda: count(s.port)["requests"] == 20))
         self.assertEqual(count(m.port)["connections"], 1)
-        self.assertEqual(count(s.port)["connections"], 1)
+        # The client never waits for the shadow, so a request may reach
+        # the shadow while its previous one is still there: a second
+        # connection is fine; one per request (20) is the bug.
+        self.assertLessEqual(count(s.port)["connections"], 3)
 
     def test_header_rules_per_backend(self):
         m, s, kg = self.pair("--set-header", "sandbox=X-Kage-Sandbox: 1",

@@ -142,6 +142,12 @@ static const struct verdict request_verdicts[] = {
 	{ "GET / HTTP/1.1\r\nHost: a\r\n\tX: b\r\n\r\n", 400 },		/* fold after Host */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n \r\n\r\n", 400 },
 	{ "GET / HTTP/1.1\nHost: a\n\n", 400 },				/* bare LF */
+	{ "GET / HTTP/1.1\nHost: a\r\n\r\n", 400 },		/* bare LF after the request line */
+	{ "GET / HTTP/1.0\n\r\n", 400 },
+	{ "GET / HTTP/1.0\r\n\n", 400 },				/* bare LF as the blank line */
+	{ "GET / HTTP/1.1\r\nHost: a\r\n\n", 400 },
+	{ "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },		/* bare LF before the request */
+	{ "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0 },		/* an empty line first is fine */
 	{ "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400 },		/* bare CR */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: chunked\r\n\r\n", 400 },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
@@ -348,6 +354,8 @@ static void test_response_framing(void)
 		{ "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxx",
 		  HTTP_GET, "U", 0 },
 		{ "HTTP/2.0 200 OK\r\n\r\n", HTTP_GET, "X", 0 },
+		{ "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", HTTP_GET, "X", 0 },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n", HTTP_GET, "X", 0 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		for (size_t step = 1; step <= 100; step *= 10) {
