@@ -137,8 +137,9 @@ class Case(unittest.TestCase):
             err = p.stderr()
             if p.name == "kage" and not getattr(p, "expect_failure", False):
                 # kage must drain and exit 0, and no sanitizer may speak.
-                if rc != 0 and not already:
-                    problems.append(f"kage exited with {rc}")
+                if rc != 0:
+                    problems.append(f"kage exited with {rc}" +
+                                    (" before the test ended" if already else ""))
                 for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
                                "WARNING: ThreadSanitizer"):
                     if marker in err:
@@ -221,7 +222,7 @@ class Reader:
 
     def __init__(self, sock, timeout=5.0):
         self.sock = sock
-        self.buf = b""
+        self.buf = bytearray()	# amortised appends: multi-MiB bodies stay linear
         self.timeout = timeout
         self.eof = False
 
@@ -232,7 +233,7 @@ class Reader:
         if not r:
             raise TimeoutError("no data from kage within %.1fs" % self.timeout)
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(1 << 20)
         except ConnectionResetError:
             data = b""
         if not data:
@@ -245,14 +246,16 @@ class Reader:
         while b"\r\n" not in self.buf:
             if not self._fill():
                 raise EOFError("connection closed mid-line: %r" % self.buf[:200])
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
+        line, rest = self.buf.split(b"\r\n", 1)
+        self.buf = bytearray(rest)
+        return bytes(line)
 
     def _exact(self, n):
         while len(self.buf) < n:
             if not self._fill():
                 raise EOFError("connection closed after %d of %d body bytes" % (len(self.buf), n))
-        data, self.buf = self.buf[:n], self.buf[n:]
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
         return data
 
     def at_eof(self, wait=2.0):
@@ -299,7 +302,7 @@ class Reader:
         else:
             while self._fill():
                 pass
-            body, self.buf = self.buf, b""
+            body, self.buf = bytes(self.buf), bytearray()
         return Response(version, status, reason[0] if reason else "", headers, body, None)
 
 

@@ -286,7 +286,7 @@ class ResponseBodies(KageCase):
             else:
                 # Delimited by the close: kage must close when the body ends.
                 self.assertTrue(read_to_eof(rd), "connection not closed after the body")
-                body, rd.buf = rd.buf, b""
+                body, rd.buf = bytes(rd.buf), bytearray()
                 self.assertNotEqual((hdr(headers, "Connection") or "").lower(), "keep-alive")
             self.assertEqual(body, pattern(50000))
 
@@ -319,7 +319,7 @@ class ResponseBodies(KageCase):
             self.assertTrue(rd.at_eof(3))
         else:
             self.assertTrue(read_to_eof(rd), "connection not closed after the body")
-            body, rd.buf = rd.buf, b""
+            body, rd.buf = bytes(rd.buf), bytearray()
         self.assertEqual(body, b"".join(chunks))
 
     def test_close_delimited_response_http11(self):

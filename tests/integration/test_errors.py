@@ -406,7 +406,7 @@ class MasterFailures(ErrorCase):
         status = int(data[9:12])
         if status == 502:
             rd = Reader(s)
-            rd.buf = data
+            rd.buf = bytearray(data)
             r = rd.response()
             self.assert_kage_error(r, 502, closes=False)
             if "close" in (r.header("Connection") or "").lower():
