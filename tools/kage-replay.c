@@ -277,8 +277,8 @@ static void warn_redacted(const struct replay *r)
 	char list[512] = "";
 	each_header(r, collect_redacted, list);
 	if (*list)
-		fprintf(stderr, "kage-replay: warning: %s hold kage's hashes (redacted:...), not the client's "
-			"values; sent as they are\n", list);
+		fprintf(stderr, "kage-replay: warning: sensitive headers %s: the record holds kage's hashes "
+			"(redacted:...), not the client's values; sent as they are\n", list);
 }
 
 static bool has_header(const struct replay *r, const char *want)
@@ -300,12 +300,15 @@ struct growbuf {
 
 static void gb_add(struct growbuf *b, const void *s, size_t n)
 {
+	if (!n && b->p)
+		return;		/* s may be NULL then (no body) */
 	if (b->len + n + 1 > b->cap) {
 		b->cap = MAX(b->cap * 2, b->len + n + 1024);
 		if (!(b->p = realloc(b->p, b->cap)))
 			fail_usage("out of memory");
 	}
-	memcpy(b->p + b->len, s, n);
+	if (n)
+		memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
 }
