@@ -137,13 +137,16 @@ static char *read_all(const char *path, size_t *len)
 	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
 	if (!f)
 		fail_usage("%s: %s", path, strerror(errno));
-	size_t cap = 1 << 16, n = 0;
+	size_t cap = 1 << 16, n = 0, got;
 	char *buf = malloc(cap + 1);
-	size_t got;
 	while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
 		n += got;
-		if (n == cap)
-			buf = realloc(buf, (cap *= 2) + 1);
+		if (n < cap)
+			continue;
+		char *more = realloc(buf, (cap *= 2) + 1);
+		if (!more)
+			free(buf);
+		buf = more;
 	}
 	if (!buf)
 		fail_usage("out of memory reading %s", path);
@@ -304,7 +307,8 @@ static void gb_add(struct growbuf *b, const void *s, size_t n)
 		return;		/* s may be NULL then (no body) */
 	if (b->len + n + 1 > b->cap) {
 		b->cap = MAX(b->cap * 2, b->len + n + 1024);
-		if (!(b->p = realloc(b->p, b->cap)))
+		b->p = realloc(b->p, b->cap);	/* on failure we exit: nothing to free */
+		if (!b->p)
 			fail_usage("out of memory");
 	}
 	if (n)
@@ -414,7 +418,8 @@ static void leg_body(void *owner, const char *at, size_t len)
 	}
 	if (l->body_len + len > l->body_cap) {
 		l->body_cap = MAX(l->body_cap * 2, l->body_len + len + 4096);
-		if (!(l->body = realloc(l->body, l->body_cap)))
+		l->body = realloc(l->body, l->body_cap);	/* on failure we exit */
+		if (!l->body)
 			fail_usage("out of memory");
 	}
 	memcpy(l->body + l->body_len, at, len);
