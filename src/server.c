@@ -34,6 +34,7 @@ struct server {
 	struct plugin plugin;
 	int diff_fd;
 	int access_fd;
+	uint16_t port;			/* the listening port (chosen by the kernel for :0) */
 	_Atomic bool draining;
 	_Atomic bool force;
 	pthread_mutex_t lock;		/* startup handshake only */
@@ -140,14 +141,19 @@ static int open_listeners(struct server *srv, int *fds)
 			set_port(&ss, port_of(&got));
 		}
 	}
+	srv->port = port_of(&ss);
+	return 0;
+}
+
+static void announce(struct server *srv)
+{
 	char host[80];
-	snprintf(host, sizeof host, "%s", cfg->listen.text);
+	snprintf(host, sizeof host, "%s", srv->cfg->listen.text);
 	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = 0;
-	log_info("listening on %s:%u (%u shard%s)", host, port_of(&ss), srv->nshards,
+	log_info("listening on %s:%u (%u shard%s)", host, srv->port, srv->nshards,
 		 srv->nshards == 1 ? "" : "s");
-	return 0;
 }
 
 /* --- logs --------------------------------------------------------------------- */
@@ -368,6 +374,8 @@ int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks)
 			goto out_stop;
 	if (!wait_ready(srv))
 		goto out_stop;
+	/* Only now: scripts wait for this line before sending traffic. */
+	announce(srv);
 	serve_signals(srv, &set);
 	status = 0;
 
