@@ -45,7 +45,7 @@
 /* Features whose options are parsed but not acted on yet. --help marks
  * them; delete a name here when its feature lands. */
 static const char *const not_yet_implemented[] = {
-	"admin", "plugin",
+	"plugin",
 };
 #define NOT_YET_MARK "(not yet implemented)"
 

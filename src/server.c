@@ -17,9 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "comparator.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "redact.h"
 #include "shard.h"
 #include "uring.h"
@@ -30,6 +32,7 @@ struct server {
 	struct shard *shards;
 	unsigned nshards;
 	struct comparator cmp;
+	struct admin *admin;		/* --admin; served by the comparator thread */
 	int diff_fd;
 	int access_fd;
 	_Atomic bool draining;
@@ -322,12 +325,17 @@ int server_run(const struct kage_config *cfg)
 		lfds[i] = -1;
 	if (open_listeners(srv, lfds) < 0 || open_logs(srv) < 0)
 		goto out;
+	/* Bound here, with the other listeners: a port in use is exit 2. */
+	if (cfg->admin_enabled && !(srv->admin = admin_open(&cfg->admin, metrics_route, &srv->cmp)))
+		goto out;
 
 	status = 1;
 	if (comparator_init(&srv->cmp, cfg, srv->shards, srv->nshards, srv->diff_fd) < 0) {
 		log_error("comparator: out of memory");
 		goto out;
 	}
+	if (srv->admin)
+		comparator_serve_admin(&srv->cmp, srv->admin, srv);
 	for (unsigned i = 0; i < srv->nshards; i++) {
 		int err = shard_init(&srv->shards[i], srv, i, lfds[i]);
 		lfds[i] = -1;	/* the shard owns it now */
@@ -373,6 +381,7 @@ out:
 			shard_destroy(&srv->shards[i]);
 	}
 	comparator_destroy(&srv->cmp);
+	admin_close(srv->admin);
 	if (srv->diff_fd >= 0)
 		close(srv->diff_fd);
 	if (srv->access_fd >= 0)

@@ -964,7 +964,7 @@ static void test_help(void)
 		"-V, --version", "--send-zc",
 	};
 	static const char *const nyi[] = {
-		"--admin", "--plugin",
+		"--plugin",
 	};
 
 	CU_ASSERT_EQUAL_FATAL(PARSE("--help"), CONFIG_EXIT);
