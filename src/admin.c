@@ -18,6 +18,8 @@
 /* Accepts per admin_service() call: a burst waits for the next round
  * instead of holding the comparator. */
 #define ACCEPT_BATCH 16
+/* The handler's scratch buffer is kept between requests up to this size. */
+#define SCRATCH_KEEP (1u << 20)
 
 enum aconn_state {
 	AC_FREE = 0,
@@ -43,6 +45,7 @@ struct admin {
 	admin_handler handler;
 	void *arg;
 	unsigned nconns;
+	size_t pending;			/* answer bytes held by AC_WRITE connections */
 	struct jbuf body;		/* the handler's scratch, reused */
 	int map[ADMIN_POLLFDS];		/* pollfd entry -> connection (-1: listener) */
 	struct aconn c[ADMIN_MAX_CONNS];
@@ -52,6 +55,8 @@ struct admin {
 
 static void conn_close(struct admin *a, struct aconn *c)
 {
+	if (c->state == AC_WRITE)
+		a->pending -= c->out.len;
 	close(c->fd);
 	jb_free(&c->out);
 	c->fd = -1;
@@ -62,8 +67,10 @@ static void conn_close(struct admin *a, struct aconn *c)
 /* Answered: stop writing, read until the client closes (or a deadline),
  * so bytes we never read cannot turn our close into a reset that destroys
  * the response on its way. */
-static void conn_linger(struct aconn *c, int64_t now)
+static void conn_linger(struct admin *a, struct aconn *c, int64_t now)
 {
+	if (c->state == AC_WRITE)
+		a->pending -= c->out.len;
 	jb_free(&c->out);
 	shutdown(c->fd, SHUT_WR);
 	c->state = AC_LINGER;
@@ -77,12 +84,16 @@ static void conn_write(struct admin *a, struct aconn *c, int64_t now)
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			c->outoff += (size_t)n;
+			/* A reader that makes progress keeps its connection. */
+			if (c->state == AC_WRITE)
+				c->deadline = now + ADMIN_WRITE_TIMEOUT;
 		} else if (n < 0 && errno == EINTR) {
 			continue;
 		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (c->state != AC_WRITE) {
 				c->state = AC_WRITE;
 				c->deadline = now + ADMIN_WRITE_TIMEOUT;
+				a->pending += c->out.len;
 			}
 			return;
 		} else {
@@ -90,7 +101,7 @@ static void conn_write(struct admin *a, struct aconn *c, int64_t now)
 			return;
 		}
 	}
-	conn_linger(c, now);
+	conn_linger(a, c, now);
 }
 
 /* --- requests ------------------------------------------------------------------ */
@@ -111,20 +122,30 @@ static const char *reason_of(int status)
 static void respond(struct admin *a, struct aconn *c, const struct admin_reply *r, bool head,
 		    int64_t now)
 {
-	const struct jbuf *body = r->body;
 	int status = r->status;
-	if (body->oom)
+	const char *p = r->body->p, *text = NULL;
+	size_t len = r->body->len;
+	if (r->body->oom) {
 		status = 500;
+		text = "out of memory\n";
+	} else if (a->pending + len > ADMIN_OUT_MAX) {
+		/* Slow readers already hold too much: answer, but not with this. */
+		status = 503;
+		text = "busy: too many slow readers\n";
+	}
+	if (text) {
+		p = text;
+		len = strlen(text);
+	}
 	jb_reset(&c->out);
 	jb_printf(&c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
 		  reason_of(status),
-		  r->content_type ? r->content_type : "text/plain; charset=utf-8",
-		  body->oom ? 0 : body->len);
-	if (r->headers)
+		  r->content_type && !text ? r->content_type : "text/plain; charset=utf-8", len);
+	if (r->headers && !text)
 		jb_lit(&c->out, r->headers);
 	jb_lit(&c->out, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
-	if (!head && !body->oom)
-		jb_raw(&c->out, body->p, body->len);
+	if (!head && len)
+		jb_raw(&c->out, p, len);
 	if (c->out.oom) {
 		conn_close(a, c);
 		return;
@@ -184,6 +205,8 @@ static void handle(struct admin *a, struct aconn *c, int64_t now)
 	struct admin_reply r = { .status = 200, .body = &a->body };
 	a->handler(a->arg, path, &r);
 	respond(a, c, &r, head, now);
+	if (a->body.cap > SCRATCH_KEEP)
+		jb_free(&a->body);
 }
 
 static const char *head_end(const char *p, size_t len, size_t from)

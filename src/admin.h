@@ -11,10 +11,11 @@
  * - Nothing blocks: sockets are non-blocking, a response that does not fit
  *   the socket buffer is kept and written when poll() says so.
  * - Bounded: at most ADMIN_MAX_CONNS connections, a request head of at most
- *   ADMIN_HEAD_MAX bytes (431 beyond), ADMIN_HEAD_TIMEOUT to send it and
- *   ADMIN_WRITE_TIMEOUT to read the answer. When every slot is taken, the
- *   oldest connection that is not being answered makes room, so a
- *   slowloris cannot lock operators out.
+ *   ADMIN_HEAD_MAX bytes (431 beyond), ADMIN_HEAD_TIMEOUT to send it,
+ *   ADMIN_WRITE_TIMEOUT without progress reading the answer, and at most
+ *   ADMIN_OUT_MAX bytes of answers waiting for slow readers (503 beyond).
+ *   When every slot is taken, the oldest connection that is not being
+ *   answered makes room, so a slowloris cannot lock operators out.
  * - GET and HEAD only (405 otherwise), one request per connection
  *   (`Connection: close`): scrapers and the dashboard reconnect cheaply,
  *   and there is no keep-alive state to get wrong. Closing is graceful
@@ -37,6 +38,7 @@ struct admin;
 #define ADMIN_HEAD_TIMEOUT	(5 * NS_PER_SEC)
 #define ADMIN_WRITE_TIMEOUT	(10 * NS_PER_SEC)
 #define ADMIN_LINGER_TIMEOUT	(1 * NS_PER_SEC)
+#define ADMIN_OUT_MAX		(32u << 20)
 /* poll() entries admin_pollfds() may fill: the listener and every connection. */
 #define ADMIN_POLLFDS		(1 + ADMIN_MAX_CONNS)
 

@@ -518,23 +518,38 @@ class Robustness(AdminCase):
                 pass
         self.assertEqual(self.get_through(kg).status, 200)
 
-    def test_slow_reader_does_not_block_the_comparator(self):
-        m, s, kg = self.setup_pair()
-        # Twenty mismatches carrying 180 KB request bodies (240 KB of base64
-        # each) make /stats ~4.8 MB: more than loopback's largest send
-        # buffer, so the admin must park the rest and write it on POLLOUT.
+    def big_stats(self, kg):
+        """Twenty mismatches carrying 180 KB request bodies (240 KB of base64
+        each) make /stats ~4.8 MB: more than loopback's largest send buffer,
+        so the admin must park the rest and write it on POLLOUT."""
         c = self.connect(kg.port)
         rd = Reader(c)
         for i in range(20):
             c.sendall(request("GET", f"/json/users/{2 * i + 1}", body=b"b" * 180000))
             self.assertEqual(rd.response().status, 200)
         self.settle(kg, 20)
+
+    def slow_reader(self, kg, path="/stats"):
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.settimeout(10)
         self._socks.append(slow)
         slow.connect(("127.0.0.1", kg.admin))
-        slow.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return slow
+
+    def read_all(self, sock):
+        data = b""
+        while True:
+            d = sock.recv(1 << 20)
+            if not d:
+                return data
+            data += d
+
+    def test_slow_reader_does_not_block_the_comparator(self):
+        m, s, kg = self.setup_pair()
+        self.big_stats(kg)
+        slow = self.slow_reader(kg)
         time.sleep(0.3)
         # The admin is parked on a partial write; everything else goes on.
         t0 = time.monotonic()
@@ -543,17 +558,27 @@ class Robustness(AdminCase):
         self.settle(kg, 25)
         self.assertLess(time.monotonic() - t0, 3.0)
         # And the slow reader still gets all of it, intact.
-        data = b""
-        while True:
-            d = slow.recv(65536)
-            if not d:
-                break
-            data += d
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, _, body = self.read_all(slow).partition(b"\r\n\r\n")
         n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
         self.assertGreater(n, 4500000)
         self.assertEqual(len(body), n)
         self.assertEqual(len(json.loads(body)["mismatches"]), 20)
+
+    def test_slow_readers_hold_bounded_memory(self):
+        m, s, kg = self.setup_pair()
+        self.big_stats(kg)
+        # Each parked /stats holds ~4.8 MB; past 32 MiB in all, the admin
+        # answers 503 instead of buffering more.
+        slow = []
+        for _ in range(9):
+            slow.append(self.slow_reader(kg))
+            time.sleep(0.1)
+        self.assertEqual(get(kg.admin, "/healthz").status, 200)
+        self.assertEqual(self.get_through(kg).status, 200)
+        statuses = [int(self.read_all(c)[9:12]) for c in slow]
+        self.assertIn(503, statuses)
+        self.assertGreaterEqual(statuses.count(200), 6, statuses)
+        self.assertEqual(get(kg.admin, "/stats").status, 200)
 
 
 # --- the dashboard ----------------------------------------------------------------------------
