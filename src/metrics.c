@@ -543,10 +543,24 @@ static void json_mismatches(struct comparator *c, struct jbuf *b)
 	jb_lit(b, "]");
 }
 
+/* The server's clock, as records carry it: the dashboard ages records by
+ * it, so a browser whose clock is off still says "3s ago". */
+static void json_now(struct jbuf *b)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	jb_printf(b, "\"now\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",", tm.tm_year + 1900, tm.tm_mon + 1,
+		  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / NS_PER_MSEC));
+}
+
 static void json_config(struct comparator *c, struct jbuf *b)
 {
-	jb_printf(b, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,\"draining\":%s,\"shards\":%u,\"listen\":",
-		  KAGE_VERSION, uptime_seconds(c), draining(c) ? "true" : "false", c->nshards);
+	jb_printf(b, "{\"version\":\"%s\",", KAGE_VERSION);
+	json_now(b);
+	jb_printf(b, "\"uptime_seconds\":%.3f,\"draining\":%s,\"shards\":%u,\"listen\":",
+		  uptime_seconds(c), draining(c) ? "true" : "false", c->nshards);
 	jb_cstr(b, c->cfg->listen.text);
 	jb_lit(b, ",\"backends\":[");
 	for (unsigned i = 0; i < c->cfg->nbackends; i++) {
