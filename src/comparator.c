@@ -324,7 +324,7 @@ static void process(struct comparator *c, const struct record *rec)
 		atomic_fetch_add_explicit(&c->ctr.lost, 1, memory_order_relaxed);
 		return;
 	}
-	if (!match)
+	if (!match && c->admin)	/* only /stats shows them */
 		keep_recent(c, b);
 	jb_raw(&c->out, b->p, b->len);
 	c->out_records++;
