@@ -84,6 +84,11 @@ $(DEPS_STAMP):
 deps: $(DEPS_STAMP)
 
 # --- objects -----------------------------------------------------------------
+# The dashboard is edited as HTML; the binary carries the same bytes.
+src/dashboard.c: src/dashboard.html tools/embed_dashboard.py
+	$(say) GEN $@
+	$(Q)python3 tools/embed_dashboard.py
+
 $(B)/src/%.o: src/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(say) CC $<

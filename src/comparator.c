@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "endpoint.h"
 #include "log.h"
 #include "plugin.h"
@@ -23,6 +24,10 @@
 #define FLUSH_BYTES (64 * 1024)
 #define FLUSH_NS (200 * NS_PER_MSEC)
 #define MAX_HEADERS 256
+/* While records flow, look at the admin sockets at most this often. */
+#define ADMIN_POLL_NS (2 * NS_PER_MSEC)
+/* Idle: the longest sleep (bounds a missed wake-up and admin deadlines). */
+#define IDLE_POLL_MS 1000
 
 static const char *const error_names[BERR_KINDS] = {
 	[BERR_NONE] = NULL,
@@ -258,6 +263,23 @@ static void count_stats(struct comparator *c, const struct record *rec, const ch
 	stats_add(c->stats, endpoint, obs);
 }
 
+/* Keep a copy of a mismatch line for the dashboard. */
+static void keep_recent(struct comparator *c, const struct jbuf *line)
+{
+	if (line->len > CMP_RECENT_MAX)
+		return;
+	struct jbuf *slot = &c->recent[c->recent_next];
+	jb_reset(slot);
+	jb_raw(slot, line->p, line->len);
+	if (slot->oom) {
+		jb_free(slot);
+		return;
+	}
+	c->recent_next = (c->recent_next + 1) % CMP_RECENT;
+	if (c->recent_count < CMP_RECENT)
+		c->recent_count++;
+}
+
 /* The record as one JSON line (SPEC section 5) in c->line. */
 static void write_record(struct comparator *c, const struct record *rec, const char *method,
 			 const char *endpoint, bool match)
@@ -385,6 +407,8 @@ static void process(struct comparator *c, const struct record *rec)
 		atomic_fetch_add_explicit(&c->ctr.lost, 1, memory_order_relaxed);
 		return;
 	}
+	if (!match && c->admin)	/* only /stats shows them */
+		keep_recent(c, &c->line);
 	jb_raw(&c->out, c->line.p, c->line.len);
 	jb_raw(&c->out, "\n", 1);
 	c->out_records++;
@@ -421,19 +445,46 @@ static bool queues_empty_sc(struct comparator *c)
 	return true;
 }
 
+/*
+ * One poll(2) over the eventfd and the admin's sockets, then the admin's
+ * work. timeout_ms 0 between batches (records waiting), IDLE_POLL_MS when
+ * asleep.
+ */
+static void poll_events(struct comparator *c, bool wake, int timeout_ms)
+{
+	struct pollfd p[1 + ADMIN_POLLFDS];
+	size_t n = 0;
+	if (wake)
+		p[n++] = (struct pollfd){ .fd = c->wake_fd, .events = POLLIN };
+	size_t first_admin = n;
+	if (c->admin)
+		n += admin_pollfds(c->admin, p + n);
+	if (poll(p, n, timeout_ms) > 0 && wake && (p[0].revents & POLLIN)) {
+		uint64_t v;
+		ssize_t r = read(c->wake_fd, &v, sizeof v);
+		(void)r;
+	}
+	if (c->admin) {
+		c->last_admin_poll = now_ns();
+		admin_service(c->admin, p + first_admin, n - first_admin, c->last_admin_poll);
+	}
+}
+
+/* Between batches: answer the admin without waiting, now and then. */
+static void serve_admin_busy(struct comparator *c)
+{
+	if (c->admin && now_ns() - c->last_admin_poll >= ADMIN_POLL_NS)
+		poll_events(c, false, 0);
+}
+
 static void sleep_until_woken(struct comparator *c)
 {
 	atomic_store_explicit(&c->sleeping, 1, memory_order_seq_cst);
-	if (queues_empty_sc(c) && !atomic_load_explicit(&c->stop, memory_order_acquire)) {
-		struct pollfd p = { .fd = c->wake_fd, .events = POLLIN };
-		/* The timeout only bounds the wait should a wake-up ever be
-		 * missed; it is not how records are found. */
-		if (poll(&p, 1, 1000) > 0) {
-			uint64_t v;
-			ssize_t r = read(c->wake_fd, &v, sizeof v);
-			(void)r;
-		}
-	}
+	/* The timeout only bounds the wait should a wake-up ever be missed
+	 * (and lets the admin expire its deadlines); it is not how records
+	 * are found. */
+	if (queues_empty_sc(c) && !atomic_load_explicit(&c->stop, memory_order_acquire))
+		poll_events(c, true, IDLE_POLL_MS);
 	atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
 
@@ -444,8 +495,10 @@ static void *comparator_main(void *arg)
 		size_t n = drain_queues(c);
 		if (c->out.len && (n == 0 || now_ns() - c->last_flush >= FLUSH_NS))
 			flush_log(c);
-		if (n)
+		if (n) {
+			serve_admin_busy(c);
 			continue;
+		}
 		if (atomic_load_explicit(&c->stop, memory_order_acquire)) {
 			/* The shards are gone: one last sweep. */
 			while (drain_queues(c))
@@ -497,7 +550,17 @@ int comparator_init(struct comparator *c, const struct kage_config *cfg, struct 
 	jb_init(&c->out);
 	jb_init(&c->line);
 	c->last_flush = now_ns();
+	c->started_ns = c->last_flush;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->started_wall_ns = (int64_t)ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
 	return 0;
+}
+
+void comparator_serve_admin(struct comparator *c, struct admin *admin, struct server *srv)
+{
+	c->admin = admin;
+	c->srv = srv;
 }
 
 int comparator_start(struct comparator *c)
@@ -537,6 +600,8 @@ void comparator_destroy(struct comparator *c)
 	jb_free(&c->out);
 	jb_free(&c->line);
 	free(c->hs);
+	for (unsigned i = 0; i < CMP_RECENT; i++)
+		jb_free(&c->recent[i]);
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
 }

@@ -19,6 +19,14 @@
  * queues once more (seq_cst), and only then waits on its eventfd; a shard
  * that pushed a record and then sees `sleeping` writes the eventfd through
  * its ring (see spsc.h for why no wake-up is lost).
+ *
+ * With --admin, the admin listener and its connections (admin.c) share
+ * that poll(): while idle the comparator sleeps on all of them at once;
+ * while records flow it polls them without waiting at most every
+ * ADMIN_POLL_NS between batches, so a scrape is answered within
+ * milliseconds under load and costs the records no more than one poll(2)
+ * per interval. The admin is answered here, not on a shard, because this
+ * thread owns the statistics it renders.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,10 +38,17 @@
 #include "diff.h"
 #include "jbuf.h"
 
+struct admin;
+struct server;
 struct shard;
 struct stats;
 struct plugin;
 struct hook_scratch;
+
+/* Mismatch records kept for the dashboard (/stats "mismatches"). */
+#define CMP_RECENT		20
+/* A line longer than this (a large request body) is not kept. */
+#define CMP_RECENT_MAX		(256 * 1024)
 
 struct comparator_counters {
 	_Atomic uint64_t records;	/* compared */
@@ -71,10 +86,25 @@ struct comparator {
 	struct jbuf line;		/* scratch for one record */
 
 	struct comparator_counters ctr;
+
+	/* --admin (NULL when off): served from this thread's poll loop. */
+	struct admin *admin;
+	struct server *srv;		/* draining state, for /healthz */
+	int64_t started_ns;		/* monotonic: uptime */
+	int64_t started_wall_ns;	/* realtime: process start, for the metrics */
+	int64_t last_admin_poll;
+
+	/* The latest mismatch lines, newest at recent[(recent_next - 1) % CMP_RECENT];
+	 * comparator thread only (rendered by /stats on this thread). */
+	struct jbuf recent[CMP_RECENT];
+	unsigned recent_next;
+	unsigned recent_count;
 };
 
 int comparator_init(struct comparator *c, const struct kage_config *cfg, struct shard *shards,
 		    unsigned nshards, int log_fd, const struct plugin *plugin);
+/* Serve `admin` from the comparator thread (call before comparator_start). */
+void comparator_serve_admin(struct comparator *c, struct admin *admin, struct server *srv);
 int comparator_start(struct comparator *c);
 /* The shards have exited: process what is left, flush, join. */
 void comparator_finish(struct comparator *c);

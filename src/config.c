@@ -44,11 +44,6 @@
 
 /* Features whose options are parsed but not acted on yet. --help marks
  * them; delete a name here when its feature lands. */
-static const char *const not_yet_implemented[] = {
-	"admin",
-};
-#define NOT_YET_MARK "(not yet implemented)"
-
 /* Request headers that kage writes per hop, so a user edit would either be
  * overwritten or break the framing. */
 static const char *const framing_headers[] = {
@@ -1998,14 +1993,6 @@ void config_describe(const struct kage_config *cfg, FILE *out)
 	}
 }
 
-static bool is_not_yet_implemented(const struct opt *o)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(not_yet_implemented); i++)
-		if (!strcmp(o->name, not_yet_implemented[i]))
-			return true;
-	return false;
-}
-
 #define HELP_WIDTH	79
 #define HELP_INDENT	30
 
@@ -2055,8 +2042,7 @@ static void usage_opt(FILE *out, const struct opt *o)
 		fprintf(out, "\n%*s", HELP_INDENT, "");
 	else
 		fprintf(out, "%*s", HELP_INDENT - n, "");
-	/* First, so it is seen and never wrapped apart. */
-	snprintf(help, sizeof help, "%s%s", is_not_yet_implemented(o) ? NOT_YET_MARK " " : "", o->help);
+	snprintf(help, sizeof help, "%s", o->help);
 	usage_wrap(out, help);
 }
 

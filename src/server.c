@@ -17,9 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "comparator.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "redact.h"
 #include "shard.h"
@@ -32,6 +34,7 @@ struct server {
 	unsigned nshards;
 	struct comparator cmp;
 	struct plugin plugin;
+	struct admin *admin;		/* --admin; served by the comparator thread */
 	int diff_fd;
 	int access_fd;
 	uint16_t port;			/* the listening port (chosen by the kernel for :0) */
@@ -337,6 +340,9 @@ int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks)
 		lfds[i] = -1;
 	if (open_listeners(srv, lfds) < 0 || open_logs(srv) < 0)
 		goto out;
+	/* Bound here, with the other listeners: a port in use is exit 2. */
+	if (cfg->admin_enabled && !(srv->admin = admin_open(&cfg->admin, metrics_route, &srv->cmp)))
+		goto out;
 	char perr[512];
 	if (plugin_load(&srv->plugin, cfg, hooks, perr, sizeof perr) < 0) {
 		log_error("%s", perr);
@@ -349,6 +355,8 @@ int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks)
 		log_error("comparator: out of memory");
 		goto out;
 	}
+	if (srv->admin)
+		comparator_serve_admin(&srv->cmp, srv->admin, srv);
 	for (unsigned i = 0; i < srv->nshards; i++) {
 		int err = shard_init(&srv->shards[i], srv, i, lfds[i]);
 		lfds[i] = -1;	/* the shard owns it now */
@@ -397,6 +405,7 @@ out:
 	}
 	comparator_destroy(&srv->cmp);
 	plugin_unload(&srv->plugin);
+	admin_close(srv->admin);
 	if (srv->diff_fd >= 0)
 		close(srv->diff_fd);
 	if (srv->access_fd >= 0)
