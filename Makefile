@@ -175,7 +175,7 @@ bench: all
 	python3 bench/run.py --build $(B) $(BENCH_ARGS)
 
 demo: all
-	python3 tools/demo.py --build $(B)
+	python3 tools/demo.py --build $(B) $(DEMO_ARGS)
 
 install: $(B)/kage $(B)/libkage.a
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

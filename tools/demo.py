@@ -43,10 +43,28 @@ def stop(p):
             p.wait()
 
 
+def shoot(url, path, tmp):
+    """A PNG of the dashboard, as headless Chromium renders it."""
+    chromium = "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        print("demo: no chromium for --screenshot (tools/install-deps --browser)")
+        return
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={os.path.join(tmp, 'chromium')}", "--hide-scrollbars",
+                    "--virtual-time-budget=4000", "--window-size=1400,1000",
+                    f"--screenshot={os.path.abspath(path)}", url],
+                   capture_output=True, timeout=60)
+    print(f"dashboard screenshot: {path}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--hold", type=int, default=0,
+                    help="keep everything up this many seconds after the traffic, to look at the dashboard")
+    ap.add_argument("--screenshot", help="save a PNG of the dashboard there (needs chromium)")
     args = ap.parse_args()
     build = os.path.join(ROOT, args.build)
     tmp = tempfile.mkdtemp(prefix="kage-demo-")
@@ -65,10 +83,15 @@ def main():
                              "--shadow", f"sandbox=127.0.0.1:{sport}",
                              # The demo backends name themselves in these headers.
                              "--ignore-header", "X-Backend", "--ignore-header", "X-Request-Count",
-                             "--diff-log", log], kerr)
+                             "--diff-log", log, "--admin", "127.0.0.1:0"], kerr)
         procs.append(kage)
+        m = re.search(r"admin on (http://[^ ]+)", open(kerr).read())
+        dashboard = m.group(1) if m else None
         print(f"demo: production on :{pport}, sandbox on :{sport} (its user names differ on odd ids),")
-        print(f"      kage on :{kport} shadowing GETs to the sandbox; {args.seconds}s of traffic with wrk\n")
+        print(f"      kage on :{kport} shadowing GETs to the sandbox; {args.seconds}s of traffic with wrk")
+        if dashboard:
+            print(f"dashboard: {dashboard}  (make demo DEMO_ARGS=--hold=120 keeps it up to look at)")
+        print()
         wrk = subprocess.run(["wrk", "-t1", "-c8", f"-d{args.seconds}s", "-s",
                               os.path.join(ROOT, "tools", "demo.lua"), f"http://127.0.0.1:{kport}/"],
                              capture_output=True, text=True, timeout=args.seconds + 30)
@@ -77,6 +100,11 @@ def main():
         problems = [l.strip() for l in wrk.stdout.splitlines() if "Non-2xx" in l or "Socket errors" in l]
         print(f"wrk: {total.group(1) if total else '?'} requests through kage, "
               f"{rate.group(1) if rate else '?'} req/s" + (f" ({'; '.join(problems)})" if problems else ""))
+        if args.screenshot and dashboard:
+            shoot(dashboard, args.screenshot, tmp)
+        if args.hold and dashboard:
+            print(f"holding for {args.hold}s: {dashboard}")
+            time.sleep(args.hold)
         stop(kage)
         err = open(kerr).read()
         print()
