@@ -379,8 +379,10 @@ static void master_head(struct upstream *up, struct http_msg *m)
 static void send_chunk_size(struct shard *sh, struct outq *q, size_t len)
 {
 	char line[24];
-	int n = snprintf(line, sizeof line, "%zx\r\n", len);
-	outq_copy(sh, q, line, (size_t)n);
+	size_t n = fmt_hex(line, len);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	outq_copy(sh, q, line, n);
 }
 
 static void master_body(struct upstream *up, const char *at, size_t len, uint32_t bref)

@@ -91,9 +91,7 @@ static void put_header(struct out *o, const char *name, size_t nlen, const char 
 
 static void put_uint(struct out *o, unsigned v)
 {
-	char tmp[16];
-	int n = snprintf(tmp, sizeof tmp, "%u", v);
-	put(o, tmp, (size_t)n);
+	o->p += fmt_dec(o->p, v);
 }
 
 static bool named(const struct http_msg *m, const struct http_hdr *h, const char *name, size_t len)

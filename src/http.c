@@ -115,38 +115,49 @@ const char *msg_header_named(const struct http_msg *m, const char *name, size_t 
 
 /* --- header classification ------------------------------------------------ */
 
+#define KNOWN(s, id, hop) { s, sizeof s - 1, id, hop }
 static const struct {
 	const char *name;	/* lowercase */
+	uint16_t len;
 	uint8_t id;
 	bool hop;
 } known_headers[] = {
-	{ "host", HDR_HOST, false },
-	{ "content-length", HDR_CONTENT_LENGTH, false },
-	{ "transfer-encoding", HDR_TRANSFER_ENCODING, true },
-	{ "connection", HDR_CONNECTION, true },
-	{ "keep-alive", HDR_KEEP_ALIVE, true },
-	{ "proxy-connection", HDR_PROXY_CONNECTION, true },
-	{ "te", HDR_TE, true },
-	{ "trailer", HDR_TRAILER, true },
-	{ "upgrade", HDR_UPGRADE, true },
-	{ "expect", HDR_EXPECT, false },
-	{ "x-forwarded-for", HDR_X_FORWARDED_FOR, false },
-	{ "content-type", HDR_CONTENT_TYPE, false },
-	{ "content-encoding", HDR_CONTENT_ENCODING, false },
-	{ "date", HDR_DATE, false },
+	KNOWN("host", HDR_HOST, false),
+	KNOWN("content-length", HDR_CONTENT_LENGTH, false),
+	KNOWN("transfer-encoding", HDR_TRANSFER_ENCODING, true),
+	KNOWN("connection", HDR_CONNECTION, true),
+	KNOWN("keep-alive", HDR_KEEP_ALIVE, true),
+	KNOWN("proxy-connection", HDR_PROXY_CONNECTION, true),
+	KNOWN("te", HDR_TE, true),
+	KNOWN("trailer", HDR_TRAILER, true),
+	KNOWN("upgrade", HDR_UPGRADE, true),
+	KNOWN("expect", HDR_EXPECT, false),
+	KNOWN("x-forwarded-for", HDR_X_FORWARDED_FOR, false),
+	KNOWN("content-type", HDR_CONTENT_TYPE, false),
+	KNOWN("content-encoding", HDR_CONTENT_ENCODING, false),
+	KNOWN("date", HDR_DATE, false),
 };
+#undef KNOWN
 
+/*
+ * Once per header of every message: most names are none of ours, so
+ * rule them out by length and first letter before comparing anything.
+ */
 static void classify(struct http_hdr *h, const char *name)
 {
+	h->id = HDR_OTHER;
+	h->flags = 0;
+	unsigned char first = (unsigned char)name[0] | 0x20;
 	for (size_t i = 0; i < ARRAY_SIZE(known_headers); i++) {
-		if (span_is(name, h->name_len, known_headers[i].name)) {
+		const char *k = known_headers[i].name;
+		if (known_headers[i].len != h->name_len || (unsigned char)k[0] != first)
+			continue;
+		if (span_is(name, h->name_len, k)) {
 			h->id = known_headers[i].id;
 			h->flags = known_headers[i].hop ? HDR_F_HOP : 0;
 			return;
 		}
 	}
-	h->id = HDR_OTHER;
-	h->flags = 0;
 }
 
 /* Iterate comma-separated list elements of a header value, trimmed. */

@@ -141,6 +141,10 @@ static void flush_dirty(struct shard *sh)
 		if (c->kind == CONN_CLIENT && sh->cfg->send_zc && bytes >= ZC_MIN_BYTES) {
 			uring_sendmsg_zc(sh->ring, c->fd, msg, data);
 			CTR_INC(&sh->ctr, zc_sends);
+		} else if (msg->msg_iovlen == 1) {
+			/* One piece (a request head, a small answer): a plain send
+			 * spares the kernel importing a msghdr and an iovec. */
+			uring_send(sh->ring, c->fd, msg->msg_iov[0].iov_base, msg->msg_iov[0].iov_len, data);
 		} else {
 			uring_sendmsg(sh->ring, c->fd, msg, data);
 		}

@@ -66,4 +66,34 @@ static inline int span_is(const char *s, size_t n, const char *w)
 	return i == n && w[i] == '\0';
 }
 
+/* Decimal digits of v into buf (no NUL); returns the count. No printf
+ * on the request path. */
+static inline size_t fmt_dec(char *buf, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* Lowercase hex digits of v (a chunk size) into buf (no NUL). */
+static inline size_t fmt_hex(char *buf, uint64_t v)
+{
+	static const char digits[] = "0123456789abcdef";
+	char tmp[16];
+	size_t n = 0;
+	do {
+		tmp[n++] = digits[v & 15];
+		v >>= 4;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}
+
 #endif
