@@ -514,6 +514,11 @@ static int munge(struct shard *sh, struct record *rec, unsigned b, const struct 
 static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
 {
 	unsigned b = c->backend;
+	if (!upstream_available(sh, (int)b)) {
+		skip(sh, SKIP_OVERLOAD, 1);
+		leg_done(sh, c, BERR_DROPPED);
+		return;
+	}
 	struct head_request_opts o = {
 		.rules = &sh->rules[b],
 		.client_addr = rec->client,

@@ -116,6 +116,7 @@ struct upstream_pool {
 	struct upstream *idle;
 	unsigned nidle;
 	unsigned nopen;		/* all connections to this backend */
+	unsigned nconnecting;	/* of which still connecting */
 };
 
 struct shard {

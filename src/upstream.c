@@ -17,6 +17,8 @@
 
 /* Idle pooled connections kept per backend per shard. */
 #define POOL_MAX_IDLE 1024
+/* Connection attempts in flight per shadow per shard (see upstream_available). */
+#define SHADOW_CONNECTING_MAX 64
 
 static struct backend_counters *bctr(struct shard *sh, const struct upstream *up)
 {
@@ -49,6 +51,8 @@ static void close_upstream(struct shard *sh, struct upstream *up)
 		return;
 	if (up->state == UP_IDLE)
 		pool_remove(sh, up);
+	if (up->state == UP_CONNECTING)
+		sh->pools[up->backend].nconnecting--;
 	up->state = UP_DEAD;
 	/* No callback from now on; the owner stays readable for the one the
 	 * caller may be about to make (fail() reports after closing). */
@@ -132,6 +136,7 @@ static struct upstream *connect_new(struct shard *sh, int backend)
 	http_parser_init(&up->parser, HTTP_KIND_RESPONSE, b->master ? &sh->bytes : &sh->shadow_bytes,
 			 on_body, up);
 	sh->pools[backend].nopen++;
+	sh->pools[backend].nconnecting++;
 	CTR_INC(&sh->ctr.backend[backend], connects);
 	uring_connect(sh->ring, fd, (const struct sockaddr *)&b->addr.ss, b->addr.len,
 		      op_data(up, OP_UP_CONNECT));
@@ -155,6 +160,12 @@ struct upstream *upstream_get(struct shard *sh, int backend, int tq, bool fresh,
 	/* Connecting counts against the backend's timeout too. */
 	timer_start(&sh->timers, &up->timer, tq, sh->now, on_timer);
 	return up;
+}
+
+bool upstream_available(struct shard *sh, int backend)
+{
+	const struct upstream_pool *pool = &sh->pools[backend];
+	return pool->idle || pool->nconnecting < SHADOW_CONNECTING_MAX;
 }
 
 void upstream_request_queued(struct shard *sh, struct upstream *up, uint8_t method)
@@ -209,13 +220,14 @@ void upstream_on_connect(struct shard *sh, struct upstream *up, const struct uri
 	up->c.inflight--;
 	if (up->state != UP_CONNECTING)
 		return;		/* closed meanwhile */
+	sh->pools[up->backend].nconnecting--;
+	up->state = UP_ACTIVE;	/* connected, or about to fail as such */
 	if (ev->res < 0) {
 		log_debug("connect to %s: %s", sh->cfg->backends[up->backend].name,
 			  strerror(-ev->res));
 		fail(sh, up, BERR_CONNECT);
 		return;
 	}
-	up->state = UP_ACTIVE;
 	shard_arm_recv(sh, &up->c, OP_UP_RECV);
 	shard_mark_dirty(sh, &up->c);
 	timer_start(&sh->timers, &up->timer, up->tq, sh->now, on_timer);

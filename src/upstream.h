@@ -75,6 +75,14 @@ struct upstream {
 struct upstream *upstream_get(struct shard *sh, int backend, int tq, bool fresh,
 			      const struct upstream_ops *ops, void *owner);
 
+/*
+ * Whether a shadow request to `backend` may have a connection now: a
+ * pooled one, or room for one more connection attempt. A shadow that does
+ * not answer its SYNs would otherwise collect a connecting socket per
+ * shadowed request; past the bound those shadows are skipped (overload).
+ */
+bool upstream_available(struct shard *sh, int backend);
+
 /* The request is queued: start timing the response (and expect `method`). */
 void upstream_request_queued(struct shard *sh, struct upstream *up, uint8_t method);
 

@@ -366,6 +366,40 @@ class Isolation(ShadowCase):
         summ = shadow_summary(kg)
         self.assertEqual((summ["sent"], summ["overload"]), (2, 4))
 
+    def test_black_hole_shadow_bounded_connects(self):
+        """A shadow that never answers its SYNs (accept queue full): kage
+        keeps at most a bounded number of connection attempts in flight
+        and skips the rest as overload; clients are served as usual."""
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        self.addCleanup(hole.close)
+        port = hole.getsockname()[1]
+        fill = []
+        for _ in range(4):	# fill the accept queue: later SYNs get no answer
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fill.append(f)
+            self.addCleanup(f.close)
+        time.sleep(0.2)
+        m, kg = self.client_with(port, "--shadow-timeout", "2", "--shadow-max-inflight", "100000")
+        c = self.connect(kg.port)
+        rd = Reader(c)
+        t0 = time.monotonic()
+        for i in range(300):
+            c.sendall(request("GET", f"/size/{i % 50}"))
+            self.assertEqual(rd.response().status, 200)
+        self.assertLess(time.monotonic() - t0, 5)
+        kg.stop()
+        summ = shadow_summary(kg)
+        # At most 64 attempts in flight per shard; the rest never opened a socket.
+        self.assertLessEqual(summ["sent"], 64 + 8)
+        self.assertEqual(summ["sent"] + summ["overload"], 300)
+
     def test_client_gone_does_not_cancel(self):
         sb = slow_shadow(0.5)
         self.addCleanup(sb.close)
