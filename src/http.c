@@ -240,26 +240,29 @@ static int on_message_begin(llhttp_t *ll)
 	return 0;
 }
 
+/* The target (requests) or the reason phrase (responses), which a receive
+ * buffer boundary may split into several spans. */
+static int append_line_part(struct http_parser *p, uint32_t *off, uint32_t *len, const char *at,
+			    size_t n)
+{
+	if (*len == 0)
+		*off = p->msg.used;
+	if (!store_append(p, at, n))
+		return fail(p, p->kind == HTTP_KIND_REQUEST ? 414 : 502, "start line too long");
+	*len += (uint32_t)n;
+	return 0;
+}
+
 static int on_url(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
-	if (p->msg.target_len == 0)
-		p->msg.target = p->msg.used;
-	if (!store_append(p, at, len))
-		return fail(p, 414, "request target too long");
-	p->msg.target_len += (uint32_t)len;
-	return 0;
+	return append_line_part(p, &p->msg.target, &p->msg.target_len, at, len);
 }
 
 static int on_status(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
-	if (p->msg.reason_len == 0)
-		p->msg.reason = p->msg.used;
-	if (!store_append(p, at, len))
-		return fail(p, 502, "status line too long");
-	p->msg.reason_len += (uint32_t)len;
-	return 0;
+	return append_line_part(p, &p->msg.reason, &p->msg.reason_len, at, len);
 }
 
 static int on_version(llhttp_t *ll, const char *at, size_t len)

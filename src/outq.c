@@ -122,33 +122,39 @@ static void free_block(struct shard *sh, struct outblk *b)
 	objpool_put(&sh->outblk_pool, b);
 }
 
-bool outq_sent(struct shard *sh, struct outq *q, int res)
+/* The send in flight completed: take its block off the queue. */
+static struct outblk *pop_sent(struct outq *q, int res, bool *whole)
 {
 	struct outblk *b = q->head;
 	q->sending = false;
-	if (!b)
-		return res >= 0;
-	bool whole = res >= 0 && (uint32_t)res == b->bytes;
-	q->bytes -= b->bytes;
-	q->head = b->next;
-	if (!q->head)
-		q->tail = NULL;
-	free_block(sh, b);
-	return whole;
-}
-
-bool outq_sent_zc(struct shard *sh, struct outq *q, int res)
-{
-	struct outblk *b = q->head;
-	q->sending = false;
-	if (!b)
-		return res >= 0;
-	bool whole = res >= 0 && (uint32_t)res == b->bytes;
+	if (!b) {
+		*whole = res >= 0;
+		return NULL;
+	}
+	*whole = res >= 0 && (uint32_t)res == b->bytes;
 	q->bytes -= b->bytes;
 	q->head = b->next;
 	if (!q->head)
 		q->tail = NULL;
 	b->next = NULL;
+	return b;
+}
+
+bool outq_sent(struct shard *sh, struct outq *q, int res)
+{
+	bool whole;
+	struct outblk *b = pop_sent(q, res, &whole);
+	if (b)
+		free_block(sh, b);
+	return whole;
+}
+
+bool outq_sent_zc(struct shard *sh, struct outq *q, int res)
+{
+	bool whole;
+	struct outblk *b = pop_sent(q, res, &whole);
+	if (!b)
+		return whole;
 	if (q->zc_last)
 		q->zc_last->next = b;
 	else

@@ -1,6 +1,5 @@
 """Helpers shared by the bodies, errors, lifecycle and upgrade modules, on
 top of harness.py."""
-import select
 import signal
 import socket
 
@@ -37,38 +36,8 @@ def read_all(sock, wait=3.0):
         return data, False
 
 
-class FastReader(Reader):
-    """harness.Reader with an amortised buffer: Reader appends to bytes,
-    which is quadratic on multi-megabyte bodies and takes seconds even
-    straight from the test backend."""
-
-    def __init__(self, sock, timeout=5.0):
-        super().__init__(sock, timeout)
-        self.buf = bytearray()
-
-    def _fill(self):
-        if self.eof:
-            return False
-        r, _, _ = select.select([self.sock], [], [], self.timeout)
-        if not r:
-            raise TimeoutError("no data from kage within %.1fs" % self.timeout)
-        try:
-            data = self.sock.recv(1 << 20)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def _exact(self, n):
-        while len(self.buf) < n:
-            if not self._fill():
-                raise EOFError("connection closed after %d of %d body bytes" % (len(self.buf), n))
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
+# harness.Reader buffers in a bytearray now: linear on multi-MiB bodies.
+FastReader = Reader
 
 
 def read_to_eof(rd, wait=5.0):

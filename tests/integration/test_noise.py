@@ -66,7 +66,7 @@ class Noise(Case):
     def test_one_field_on_one_endpoint(self):
         kg, recs = self.run_traffic()
         self.check_records(recs)
-        self.check_summary(kg.stderr())
+        self.check_summary(kg.stderr(), recs)
         self.check_report()
 
     # --- the diff log -----------------------------------------------------------------
@@ -77,7 +77,16 @@ class Noise(Case):
             changed = r["endpoint"] == USERS and ident % 2 == 1
             with self.subTest(target=r["target"]):
                 self.assertIn(r["endpoint"], (USERS, ORDERS))
+                # The backends stamp "ts" to the microsecond: now and then
+                # master and reference stamp the same one. Then the reference
+                # does not differ there, and a candidate's differing "ts" is,
+                # rightly, not noise for that record (the summary's
+                # statistical rule still keeps it unreported).
+                ref_places = {d["where"] for d in r["diffs"] if d["backend"] == "reference"}
+                same_ts = "/ts" not in ref_places
                 real = [d for d in r["diffs"] if not d.get("noise")]
+                if same_ts:
+                    real = [d for d in real if d["where"] != "/ts"]
                 noise = [d for d in r["diffs"] if d.get("noise")]
                 # The candidate's one change, and nothing else that counts.
                 if changed:
@@ -87,12 +96,15 @@ class Noise(Case):
                     self.assertFalse(r["match"], r)
                 else:
                     self.assertEqual(real, [], r)
-                    self.assertTrue(r["match"], r)
+                    if not same_ts:
+                        self.assertTrue(r["match"], r)
                 # The stamps differ on every request, for both shadows, as noise only.
+                want = NOISE - {"/ts"} if same_ts else NOISE
                 for backend in ("reference", "candidate"):
-                    self.assertEqual({d["where"] for d in noise if d["backend"] == backend}, NOISE, r)
+                    got = {d["where"] for d in noise if d["backend"] == backend}
+                    self.assertEqual(got - {"/ts"} if same_ts else got, want, r)
                 for d in r["diffs"]:
-                    if d["where"] in NOISE:
+                    if d["where"] in NOISE and not (same_ts and d["where"] == "/ts"):
                         self.assertIs(d.get("noise"), True, d)
                     if d["backend"] == "reference":
                         self.assertIs(d.get("noise"), True, d)
@@ -123,12 +135,17 @@ class Noise(Case):
 
     # --- kage's exit summary ----------------------------------------------------------
 
-    def check_summary(self, stderr):
+    def check_summary(self, stderr, recs=None):
         self.assertIn("noise from reference reference", stderr)
         self.assertEqual(summary_places(stderr), [(USERS, "candidate", "body", "/user/name")], stderr)
         n = len(USER_IDS) + len(ORDER_IDS)
         odd = sum(1 for i in USER_IDS if i % 2)
-        self.assertIn(f"{n} shadowed records compared ({n - odd} matched, {odd} mismatched)", stderr)
+        # Odd user ids mismatch; a rare same-microsecond "ts" (see
+        # check_records) can add one: take the count from the records.
+        mismatched = sum(1 for r in recs if not r["match"]) if recs is not None else odd
+        self.assertGreaterEqual(mismatched, odd)
+        self.assertIn(f"{n} shadowed records compared ({n - mismatched} matched, {mismatched} mismatched)",
+                      stderr)
 
     # --- tools/kage-report ------------------------------------------------------------
 
