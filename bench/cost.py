@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""What --admin costs the master path.
+"""What a feature costs the master path: --admin, or hooks (a plugin).
 
-    python3 bench/admin_cost.py [--build build/release] [--reps 5] [--duration 5]
+    python3 bench/cost.py [--build build/release] [--reps 5] [--duration 5] [--modes off,on,scraped]
+    python3 bench/cost.py --modes off,noop-plugin
 
 Runs wrk (-t1 -c50 by default) on /size/1024 through kage, alternating in
-one run between three configurations, each with a fresh kage:
+one run between configurations, each with a fresh kage:
 
-    off       no --admin
-    on        --admin, nobody scraping (the comparator polls its sockets)
-    scraped   --admin, /metrics and /stats fetched every second while wrk runs
-              (a scraper and a dashboard at once; Prometheus usually scrapes
-              every 15 s)
+    off          nothing extra
+    on           --admin, nobody scraping (the comparator polls its sockets)
+    scraped      --admin, /metrics and /stats fetched every second while wrk
+                 runs (a scraper and a dashboard at once; Prometheus usually
+                 scrapes every 15 s)
+    noop-plugin  --plugin noop.so: select_backends and munge_headers are
+                 called on every request (and munge once per backend), and
+                 change nothing
 
 GETs are shadowed to a second backend (the same test backend, so the
 comparator works on every request and polls the admin between batches);
@@ -103,12 +107,14 @@ def run_once(mode, backend_port, args):
             "--master", f"production=127.0.0.1:{backend_port}", "--diff-log", os.devnull]
     if not args.no_shadow:
         argv += ["--shadow", f"sandbox=127.0.0.1:{backend_port}"]
-    if mode != "off":
+    if mode in ("on", "scraped"):
         argv += ["--admin", "127.0.0.1:0"]
+    if mode == "noop-plugin":
+        argv += ["--plugin", os.path.join(ROOT, args.build, "plugins", "noop.so")]
     k = Proc(argv)
     try:
         port = k.wait_for(LISTEN_RE)
-        admin = k.wait_for(ADMIN_RE) if mode != "off" else None
+        admin = k.wait_for(ADMIN_RE) if mode in ("on", "scraped") else None
         wrk(port, argparse.Namespace(**{**vars(args), "duration": 1}))  # warm pools and caches
         stop, counts, t = threading.Event(), {}, None
         if mode == "scraped":
