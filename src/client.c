@@ -633,6 +633,12 @@ static bool parse_one(struct shard *sh, struct client *cl, struct inbuf *in)
 	in->off += (uint32_t)used;
 	switch (e) {
 	case HEV_MORE:
+		if (!used && in->off < in->len) {
+			/* No progress on bytes that are there: never spin on them. */
+			log_warn("client %s: the parser made no progress; closing", cl->peer);
+			client_close(sh, cl);
+			return false;
+		}
 		if (cl->state == C_IDLE && !http_idle(&cl->parser)) {
 			cl->state = C_HEAD;
 			start_timer(sh, cl);

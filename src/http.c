@@ -1,7 +1,7 @@
 /*
  * http: see http.h. llhttp does the tokenising in strict mode; this file
  * adds what llhttp 8.1.0 leaves to the caller: head storage across buffers,
- * the obs-fold guard, size limits, the version / Host / Transfer-Encoding /
+ * line-ending and obs-fold checks, size limits, the version / Host / Transfer-Encoding /
  * CONNECT verdicts, and which responses carry no body.
  */
 #include "http.h"
@@ -308,29 +308,11 @@ static int on_header_field_complete(llhttp_t *ll)
 	return 0;
 }
 
-/*
- * The obs-fold guard. llhttp 8.1.0 accepts a folded line ("\r\n  c") as
- * more of the previous value, even in strict mode, and reports it as a
- * second value span. A value span legitimately continues a previous one
- * only when a receive buffer boundary split the value; a fold's span
- * starts right after a line feed. So: a value span preceded by '\n' is a
- * fold (CVE-2024-27982's class).
- */
-static bool is_fold(const struct http_parser *p, const char *at)
-{
-	char before = at > p->input ? at[-1] : p->last_byte;
-	return before == '\n';
-}
-
 static int on_header_value(llhttp_t *ll, const char *at, size_t len)
 {
 	struct http_parser *p = parser_of(ll);
 	if (p->in_trailers)
 		return 0;
-	/* An empty value is reported as an empty span, possibly placed at the
-	 * next line: it carries nothing folded. */
-	if (len && is_fold(p, at))
-		return fail(p, p->kind == HTTP_KIND_REQUEST ? 400 : 502, "obsolete line folding");
 	if (!store_append(p, at, len))
 		return fail(p, head_too_big(p), "header block too large");
 	return 0;
@@ -617,22 +599,30 @@ static enum http_event parse_error(struct http_parser *p, llhttp_errno_t err)
 }
 
 /*
- * Every line of a head ends with CRLF (RFC 9112 2.2, no bare LF in kage's
- * strict reading). llhttp 8.1.0 in strict mode still accepts a bare LF
- * after the request or status line and as the blank line ending the
- * head, so look at each LF of the head bytes ourselves. `prev` is the
- * byte before data (the end of the previous buffer).
+ * Line-level rules llhttp 8.1.0 does not enforce, checked on the head's
+ * bytes as they are fed (across buffer boundaries):
+ * - every line ends with CRLF (RFC 9112 2.2): strict llhttp still accepts
+ *   a bare LF after the request or status line and as the blank line;
+ * - no line starts with a space or a tab: that is obs-fold (RFC 9112 5.2,
+ *   the CVE-2024-27982 class), which llhttp folds into the previous value
+ *   (or, after an empty value, takes as the value itself).
+ * Returns why the bytes are refused, or NULL.
  */
-static bool bare_lf(const struct http_parser *p, const char *data, size_t n)
+static const char *check_lines(struct http_parser *p, const char *data, size_t n)
 {
+	if (n && p->after_lf && (data[0] == ' ' || data[0] == '\t'))
+		return "obsolete line folding";
 	const char *end = data + n, *lf = data;
 	while ((lf = memchr(lf, '\n', (size_t)(end - lf)))) {
 		char before = lf > data ? lf[-1] : p->last_byte;
 		if (before != '\r')
-			return true;
+			return "bare LF line ending";
+		if (lf + 1 < end && (lf[1] == ' ' || lf[1] == '\t'))
+			return "obsolete line folding";
 		lf++;
 	}
-	return false;
+	p->after_lf = n && data[n - 1] == '\n';
+	return NULL;
 }
 
 enum http_event http_parse(struct http_parser *p, const char *data, size_t len, size_t *used)
@@ -647,7 +637,8 @@ enum http_event http_parse(struct http_parser *p, const char *data, size_t len, 
 	if (llhttp_get_errno(&p->ll) == HPE_PAUSED)
 		llhttp_resume(&p->ll);
 
-	/* Feed a head no more than one byte past the limit. */
+	/* Feed a head (and the empty lines a parser skips before one) no
+	 * more than one byte past the limit. */
 	bool head_phase = !p->in_message || p->in_head;
 	size_t feed = len;
 	if (head_phase && feed > (size_t)HTTP_HEAD_MAX + 1 - p->head_bytes)
@@ -660,17 +651,25 @@ enum http_event http_parse(struct http_parser *p, const char *data, size_t len, 
 	*used = n;
 
 	if (head_phase) {
-		if (bare_lf(p, data, n)) {
+		const char *bad = check_lines(p, data, n);
+		if (bad) {
 			p->error_status = p->kind == HTTP_KIND_REQUEST ? 400 : 502;
-			p->error_reason = "bare LF line ending";
+			p->error_reason = bad;
 			return HEV_ERROR;
 		}
+		if (p->head_ready)
+			p->after_lf = false;	/* the head ended here: a body or the next message follows */
 		if (n)
 			p->last_byte = data[n - 1];
 		p->head_bytes += (uint32_t)n;
-		if (p->head_bytes > HTTP_HEAD_MAX && (p->in_head || p->head_ready)) {
-			p->error_status = head_too_big(p);
-			p->error_reason = "head too large";
+		if (p->head_bytes > HTTP_HEAD_MAX) {
+			/* Past the limit, whether in a head or still in the empty
+			 * lines before one (which would otherwise leave nothing to
+			 * feed and no verdict: a peer could stall the parser). */
+			bool in_head = p->in_head || p->head_ready;
+			p->error_status = in_head ? head_too_big(p)
+						  : p->kind == HTTP_KIND_REQUEST ? 400 : 502;
+			p->error_reason = in_head ? "head too large" : "too many empty lines";
 			return HEV_ERROR;
 		}
 	}

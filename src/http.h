@@ -139,7 +139,8 @@ struct http_parser {
 	const char *error_reason;	/* short text for logs */
 	uint8_t kind;		/* enum http_kind */
 	uint8_t req_method;	/* responses: the request's method (HEAD means no body) */
-	char last_byte;		/* last byte of the previous input, for the obs-fold guard */
+	char last_byte;		/* last byte of the previous input (line checks) */
+	bool after_lf;		/* the previous input ended a head line */
 	bool in_message;	/* between message begin and message complete */
 	bool in_head;		/* between message begin and headers complete */
 	bool head_ready;	/* llhttp paused at headers complete */

@@ -245,6 +245,11 @@ static void parse_response(struct shard *sh, struct upstream *up, const char *p,
 		left -= used;
 		switch (e) {
 		case HEV_MORE:
+			if (!used && left) {
+				/* No progress on bytes that are there: never spin. */
+				fail(sh, up, BERR_MALFORMED);
+				return;
+			}
 			break;
 		case HEV_HEAD:
 			if (!up->parser.msg.interim) {

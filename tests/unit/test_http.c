@@ -141,6 +141,10 @@ static const struct verdict request_verdicts[] = {
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n  c\r\n\r\n", 400 },	/* obs-fold */
 	{ "GET / HTTP/1.1\r\nHost: a\r\n\tX: b\r\n\r\n", 400 },		/* fold after Host */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n \r\n\r\n", 400 },
+	{ "GET / HTTP/1.1\r\nHost: a\r\nX:\r\n  c\r\n\r\n", 400 },		/* fold after an empty value */
+	{ "GET / HTTP/1.1\r\nHost: a\r\nX:\r\n\tc\r\n\r\n", 400 },
+	{ "GET / HTTP/1.1\r\nX: \r\n c\r\nHost: a\r\n\r\n", 400 },
+	{ "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400 },			/* space before the first field */
 	{ "GET / HTTP/1.1\nHost: a\n\n", 400 },				/* bare LF */
 	{ "GET / HTTP/1.1\nHost: a\r\n\r\n", 400 },		/* bare LF after the request line */
 	{ "GET / HTTP/1.0\n\r\n", 400 },
@@ -351,6 +355,7 @@ static void test_response_framing(void)
 		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n", HTTP_GET, "X", 0 },
 		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", HTTP_GET, "X", 0 },
 		{ "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n", HTTP_GET, "X", 0 },
+		{ "HTTP/1.1 200 OK\r\nX:\r\n b\r\nContent-Length: 0\r\n\r\n", HTTP_GET, "X", 0 },
 		{ "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxx",
 		  HTTP_GET, "U", 0 },
 		{ "HTTP/2.0 200 OK\r\n\r\n", HTTP_GET, "X", 0 },
@@ -409,6 +414,8 @@ static void test_close_delimited(void)
 }
 
 /* --- regressions found by the fuzzers (tests/fuzz) ---------------------------- */
+
+#define MIN_FEED(n) ((n) < 16384 ? (n) : 16384)
 
 /* Each piece in a heap block of exactly its size, as a receive would be:
  * ASan sees any read past it. */
@@ -494,6 +501,30 @@ static void test_close_delimited_empty_body(void)
 	http_parser_reset(&p);
 }
 
+/* Regression (fuzz_request): empty lines before a message, past the head
+ * limit, left nothing to feed and no verdict; the shard spun on them. */
+static void test_empty_line_flood(void)
+{
+	static char flood[HTTP_HEAD_MAX + 4096];
+	for (size_t i = 0; i < sizeof flood; i++)
+		flood[i] = i % 2 ? '\n' : '\r';
+	for (int kind = 0; kind < 2; kind++) {
+		struct http_parser p;
+		http_parser_init(&p, kind ? HTTP_KIND_RESPONSE : HTTP_KIND_REQUEST, &pool, NULL, NULL);
+		size_t off = 0, used;
+		enum http_event e = HEV_MORE;
+		int calls = 0;
+		while (off < sizeof flood && e == HEV_MORE && calls++ < 100000) {
+			e = http_parse(&p, flood + off, MIN_FEED(sizeof flood - off), &used);
+			CU_ASSERT(used > 0 || e != HEV_MORE);
+			off += used;
+		}
+		CU_ASSERT_EQUAL(e, HEV_ERROR);
+		CU_ASSERT_EQUAL(p.error_status, kind ? 502 : 400);
+		http_parser_reset(&p);
+	}
+}
+
 static void test_methods(void)
 {
 	CU_ASSERT_EQUAL(http_method_lookup("GET"), HTTP_GET);
@@ -527,7 +558,8 @@ int main(void)
 	    !CU_add_test(s, "fuzz: empty value is not a fold", test_empty_value_is_not_a_fold) ||
 	    !CU_add_test(s, "fuzz: status below 100", test_status_below_100) ||
 	    !CU_add_test(s, "fuzz: empty head written", test_empty_head_written) ||
-	    !CU_add_test(s, "fuzz: close-delimited empty body", test_close_delimited_empty_body)) {
+	    !CU_add_test(s, "fuzz: close-delimited empty body", test_close_delimited_empty_body) ||
+	    !CU_add_test(s, "fuzz: empty-line flood", test_empty_line_flood)) {
 		CU_cleanup_registry();
 		return 1;
 	}
