@@ -423,7 +423,7 @@ static void json_backend_counters(struct comparator *c, const struct totals *t, 
 		jb_printf(b, "%s\"%s\":%" PRIu64, k > BERR_CONNECT ? "," : "", error_kinds[k], bt->errors[k]);
 	jb_printf(b, "},\"connections_opened\":%" PRIu64 ",\"reuses\":%" PRIu64 ",\"retries\":%" PRIu64,
 		  bt->connects, bt->reuses, bt->retries);
-	if (i > 0)
+	if (i > 0 && i < KAGE_MAX_BACKENDS)
 		jb_printf(b, ",\"matched\":%" PRIu64 ",\"mismatched\":%" PRIu64 ",\"failed\":%" PRIu64,
 			  cctr(&c->ctr.backend_matched[i]), cctr(&c->ctr.backend_mismatched[i]),
 			  cctr(&c->ctr.backend_errors[i]));

@@ -24,6 +24,7 @@
 #elif defined(__aarch64__)
 #define NORING_ARCH AUDIT_ARCH_AARCH64
 #else
+// cppcheck-suppress preprocessorErrorDirective
 #error "noring: unsupported architecture"
 #endif
 

@@ -359,7 +359,9 @@ class Isolation(ShadowCase):
     def test_inflight_bound(self):
         hs = hang_shadow()
         self.addCleanup(hs.close)
-        m, kg = self.client_with(hs.port, "--shadow-max-inflight", "2", "--shadow-timeout", "1")
+        # The timeout outlasts the six requests even on a loaded machine, so
+        # no slot frees up before they are all sent.
+        m, kg = self.client_with(hs.port, "--shadow-max-inflight", "2", "--shadow-timeout", "5")
         for i in range(6):
             self.assertEqual(self.get(kg, f"/size/{i}").status, 200)
         kg.stop()
