@@ -146,7 +146,7 @@ static void write_backends(struct comparator *c, struct jbuf *b, const struct re
 /* A value that may be a sensitive header's: hashed, never shown. */
 static void write_value(struct jbuf *b, const struct diff_item *it, const char *v, size_t n)
 {
-	if (v && it->kind == DIFF_HEADER && it->where && redact_header(it->where, strlen(it->where))) {
+	if (v && it->kind == DIFF_HEADER && it->where && redact_header(it->where, it->where_len)) {
 		char h[REDACTED_LEN];
 		redact_value(v, n, h);
 		jb_str(b, h, sizeof h);
@@ -165,7 +165,7 @@ static void write_item(struct comparator *c, struct jbuf *b, const char *backend
 	jb_cstr(b, backend);
 	jb_printf(b, ",\"kind\":\"%s\",\"where\":", kind_names[it->kind]);
 	if (it->where_type == WHERE_TEXT)
-		jb_cstr(b, it->where);
+		jb_str(b, it->where, it->where_len);
 	else if (it->where_type == WHERE_OFFSET)
 		jb_printf(b, "%llu", (unsigned long long)it->offset);
 	else
@@ -360,6 +360,7 @@ static void call_hook(struct comparator *c, const struct record *rec, const char
 				.backend = c->cfg->backends[rec->legs[i].backend].name,
 				.kind = kind_text[it->kind],
 				.where = it->where_type == WHERE_TEXT ? it->where : NULL,
+				.where_len = it->where_type == WHERE_TEXT ? it->where_len : 0,
 				.offset = it->where_type == WHERE_OFFSET ? (int64_t)it->offset : -1,
 				.master = it->master,
 				.master_len = it->master_len,

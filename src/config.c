@@ -1027,12 +1027,21 @@ static int apply_reference(struct parser *p, const struct arg *a)
 	return (p->reference = dup_str(p, a->value)) ? 0 : -1;
 }
 
+/*
+ * A path may not start or end with white space: such a path is almost
+ * surely a quoting slip, and the --config reader trims values, so --check
+ * output could not give the same path back.
+ */
 static int path_check(struct parser *p, const struct arg *a, bool off_ok)
 {
-	if (!*a->value && !off_ok)
+	const char *v = a->value;
+	size_t n = strlen(v);
+	if (!n && !off_ok)
 		return fail(p, a, "needs a path");
-	if (has_ctl(a->value))
+	if (has_ctl(v))
 		return fail(p, a, "the path holds a control character");
+	if (n && (v[0] == ' ' || v[n - 1] == ' '))
+		return fail(p, a, "the path starts or ends with a space");
 	return 0;
 }
 

@@ -485,6 +485,7 @@ static void header_item(struct ctx *c, const char *name, size_t nlen, const char
 			w[k] = (char)(w[k] + 32);
 	it->where_type = WHERE_TEXT;
 	it->where = w;
+	it->where_len = nlen;
 	it->place = w;
 	item_set_texts(c, it, mv, ml, sv, sl);
 }
@@ -1482,7 +1483,7 @@ static bool ignore_step(struct ctx *c, const uint64_t *alive, unsigned depth, co
 }
 
 /* The pointer (or place, indexes as '*') of the value at `depth`. */
-static const char *pointer_build(struct ctx *c, unsigned depth, bool place)
+static const char *pointer_build(struct ctx *c, unsigned depth, bool place, size_t *outlen)
 {
 	size_t len = 0;
 	for (unsigned i = 0; i < depth; i++) {
@@ -1517,6 +1518,8 @@ static const char *pointer_build(struct ctx *c, unsigned depth, bool place)
 		}
 	}
 	*o = '\0';
+	if (outlen)
+		*outlen = (size_t)(o - out);
 	return out;
 }
 
@@ -1617,8 +1620,8 @@ static void json_item(struct ctx *c, unsigned depth, enum diff_change ch, const 
 	if (!it)
 		return;
 	it->where_type = WHERE_TEXT;
-	it->where = pointer_build(c, depth, false);
-	it->place = pointer_build(c, depth, true);
+	it->where = pointer_build(c, depth, false, &it->where_len);
+	it->place = pointer_build(c, depth, true, NULL);
 	if (m)
 		it->master = json_text(c, m, &it->master_len);
 	if (s)
@@ -2313,10 +2316,13 @@ size_t diff_compare(const struct diff_options *opt, const struct diff_response *
 
 /* ------------------------------------------------------------------- noise */
 
-static bool pointer_covers(const char *anc, const char *p)
+/* Is pointer anc the same as p or an ancestor of it? (Lengths, not NULs:
+ * a member name may hold a NUL.) */
+static bool pointer_covers(const struct diff_item *anc, const struct diff_item *p)
 {
-	size_t n = strlen(anc);
-	return strncmp(anc, p, n) == 0 && (p[n] == '\0' || p[n] == '/');
+	size_t n = anc->where_len;
+	return n <= p->where_len && memcmp(anc->where, p->where, n) == 0 &&
+	       (n == p->where_len || p->where[n] == '/');
 }
 
 static bool range_overlaps(const struct diff_range *a, const struct diff_range *b)
@@ -2369,12 +2375,12 @@ static bool item_is_noise(const struct diff_item *it, const struct diff_result *
 		case DIFF_STATUS:
 			return true;
 		case DIFF_HEADER:
-			if (strcmp(x->where, it->where) == 0)
+			if (x->where_len == it->where_len && memcmp(x->where, it->where, it->where_len) == 0)
 				return true;
 			break;
 		case DIFF_BODY:
 			if (it->where_type == WHERE_TEXT && x->where_type == WHERE_TEXT &&
-			    pointer_covers(x->where, it->where))
+			    pointer_covers(x, it))
 				return true;
 			break;
 		case DIFF_ERROR:

@@ -118,7 +118,9 @@ struct diff_item {
 	enum diff_kind kind;
 	enum diff_change change;
 	enum diff_where where_type;
-	const char *where;		/* WHERE_TEXT: NUL-terminated */
+	const char *where;		/* WHERE_TEXT: NUL-terminated, but a JSON member
+					 * name may hold a NUL itself: use where_len */
+	size_t where_len;
 	uint64_t offset;		/* WHERE_OFFSET */
 	/* The two values as text (JSON text for JSON values, the header value,
 	 * an excerpt, a status code, an error name); NULL = absent side. Not

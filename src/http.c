@@ -414,6 +414,10 @@ static int request_headers_complete(struct http_parser *p)
 		uint16_t st = check_transfer_encoding(m);
 		if (st)
 			return fail(p, st, st == 501 ? "unsupported transfer coding" : "bad Transfer-Encoding");
+		/* Ours reads it as chunked; llhttp must too, or the two frame
+		 * the body differently ("chunked<TAB>"): refuse the ambiguity. */
+		if (!(p->ll.flags & F_CHUNKED))
+			return fail(p, 400, "ambiguous Transfer-Encoding");
 	}
 	set_body_kind(p);
 	m->keep_alive = llhttp_should_keep_alive(&p->ll);
@@ -437,7 +441,8 @@ static int response_headers_complete(struct http_parser *p)
 		return fail(p, 502, "response version is not HTTP/1.x");
 	if (m->status < 100)
 		return fail(p, 502, "response status below 100");
-	if ((p->ll.flags & F_TRANSFER_ENCODING) && check_transfer_encoding(m))
+	if ((p->ll.flags & F_TRANSFER_ENCODING) &&
+	    (check_transfer_encoding(m) || !(p->ll.flags & F_CHUNKED)))
 		return fail(p, 502, "response transfer coding other than chunked");
 	mark_connection_options(m);
 	p->head_ready = true;

@@ -118,6 +118,7 @@ struct kage_diff {
 	const char *backend;		/* the shadow that differs from master */
 	const char *kind;		/* "status", "header", "body", "error" */
 	const char *where;		/* header name or JSON Pointer; NULL otherwise */
+	size_t where_len;		/* (a JSON member name may hold a NUL) */
 	int64_t offset;			/* first differing byte for other bodies, else -1 */
 	const char *master;		/* the two values (JSON text for JSON); NULL = absent */
 	size_t master_len;

@@ -564,6 +564,9 @@ static const struct error_case error_cases[] = {
 	{ { "--reference", "a b" }, "--reference: backend name \"a b\" may only hold letters, digits, '_', '.' and '-'" },
 	{ { "--diff-log", "" }, "--diff-log: needs a path" },
 	{ { "--diff-log", "a\nb" }, "--diff-log: the path holds a control character" },
+	{ { "--diff-log", " " }, "--diff-log: the path starts or ends with a space" },
+	{ { "--diff-log", " /tmp/d.jsonl" }, "--diff-log: the path starts or ends with a space" },
+	{ { "--access-log", "/tmp/a log " }, "--access-log: the path starts or ends with a space" },
 };
 
 static bool err_matches(const char *want)

@@ -1297,6 +1297,36 @@ static void test_reuse(void)
 	free(b);
 }
 
+/* Regression (fuzz_diff, seed json_nul_key): a member name holding \u0000
+ * put a NUL inside the pointer, which then read "/a", another member. */
+static void test_pointer_with_nul_key(void)
+{
+	const char *m = "{\"a\\u0000b\":1,\"a\":1}", *s = "{\"a\\u0000b\":2,\"a\":1}";
+	struct diff_header h = { "Content-Type", 12, "application/json", 16 };
+	struct diff_response M = { .status = 200, .headers = &h, .nheaders = 1,
+				   .body = (const uint8_t *)m, .body_len = strlen(m), .body_total = strlen(m) };
+	struct diff_response S = M;
+	S.body = (const uint8_t *)s;
+	S.body_len = S.body_total = strlen(s);
+	struct diff_options o = { 0 };
+	struct diff_result *r = diff_result_new();
+	CU_ASSERT_EQUAL_FATAL(diff_compare(&o, &M, &S, r), 1);
+	const struct diff_item *it = diff_get(r, 0);
+	CU_ASSERT_EQUAL(it->where_len, 4);
+	CU_ASSERT(memcmp(it->where, "/a\0b", 4) == 0);
+	/* Noise against a reference differing at "/a" only: not the same place. */
+	struct diff_result *ref = diff_result_new();
+	const char *rs = "{\"a\\u0000b\":1,\"a\":3}";
+	struct diff_response Ref = M;
+	Ref.body = (const uint8_t *)rs;
+	Ref.body_len = Ref.body_total = strlen(rs);
+	diff_compare(&o, &M, &Ref, ref);
+	diff_mark_noise(r, ref);
+	CU_ASSERT_FALSE(diff_get(r, 0)->noise);
+	diff_result_free(ref);
+	diff_result_free(r);
+}
+
 int main(void)
 {
 	static const struct {
@@ -1336,6 +1366,7 @@ int main(void)
 		{ "max items", test_max_items },
 		{ "place", test_place },
 		{ "result reuse", test_reuse },
+		{ "pointer with a NUL in a key", test_pointer_with_nul_key },
 	};
 
 	if (CU_initialize_registry() != CUE_SUCCESS)
