@@ -68,6 +68,12 @@ static inline void splitter_init(struct splitter *s, uint8_t sel)
  *                at its end: pieces get one readable NUL after them.
  *   empty-value  http.c takes an empty header value for an obs-fold: no
  *                empty values in rewritten heads, no fold oracle.
+ *   status-range http.c accepts response statuses 000-099 (as interim):
+ *                such a response ends the input.
+ *   null-store   head.c memcpy()s from a NULL store for a response with an
+ *                empty reason and no header: such heads are not written.
+ *   eof-empty    http_finish() fails a close-delimited response when no
+ *                byte was parsed after its head: not checked.
  */
 static inline bool fuzz_known(const char *name)
 {
