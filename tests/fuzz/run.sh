@@ -65,13 +65,17 @@ HARNESS_FLAGS="$BASE $LLHTTP_CFLAGS -fsanitize=fuzzer-no-link -Wall -Wextra -Wer
 
 mkdir -p "$OUT/obj/src" "$OUT/obj/llhttp" "$OUT/obj/fuzz"
 
-# Recompile an object when its source or any header of src/ or tests/fuzz/
-# is newer (headers are few; no dependency files needed).
-newest_header=$(ls -t src/*.h tests/fuzz/*.h "$0" 2>/dev/null | head -1)
+# Recompile an object when its source or a header it may include is newer
+# (headers are few; no dependency files needed): src/ objects depend on
+# src/*.h, harnesses also on tests/fuzz/*.h; all on this script's flags.
+newest_header=$(ls -t src/*.h "$0" 2>/dev/null | head -1)
+newest_fuzz_header=$(ls -t src/*.h tests/fuzz/*.h "$0" 2>/dev/null | head -1)
 compile() { # src obj flags...
 	src=$1 obj=$2
 	shift 2
-	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ]; then
+	dep=$newest_header
+	case "$src" in tests/fuzz/*) dep=$newest_fuzz_header ;; esac
+	if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$dep" -nt "$obj" ]; then
 		echo "  CC     $src"
 		# shellcheck disable=SC2086
 		"$CC" "$@" -c -o "$obj" "$src"
@@ -162,7 +166,7 @@ summary() { # target status
 	printf '%-18s %-10s execs=%-10s cov=%-6s ft=%-7s corpus=%s\n' "$t" "$verdict" \
 		"${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
 	if [ "$st" != 0 ]; then
-		grep -E 'ERROR: |SUMMARY: |check failed|runtime error' "$log" | head -5 | sed 's/^/    /'
+		grep -aE "ERROR: |SUMMARY: |check failed|runtime error" "$log" | head -5 | sed 's/^/    /'
 		a=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
 		if [ -n "$a" ]; then
 			echo "    artifact: $a"
