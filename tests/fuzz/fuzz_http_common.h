@@ -74,6 +74,10 @@ static inline void splitter_init(struct splitter *s, uint8_t sel)
  *                empty reason and no header: such heads are not written.
  *   eof-empty    http_finish() fails a close-delimited response when no
  *                byte was parsed after its head: not checked.
+ *   te-tab       "Transfer-Encoding: chunked<HTAB>" is accepted as chunked
+ *                but framed as no body: the framing oracle skips TE.
+ *   fold-empty   an obs-fold after an empty value is not refused, and
+ *   bare-lf      nor are bare LF line ends: the head-bytes oracle skips them.
  */
 static inline bool fuzz_known(const char *name)
 {
@@ -200,6 +204,79 @@ static inline void check_fold_verdict(const struct http_parser *p, const uint8_t
 		return;
 	FUZZ_CHECK(has_fold(data, upto), "refused as obs-fold without a folded line: %.*s",
 		   (int)upto, (const char *)data);
+}
+
+/*
+ * The head-bytes oracle: a head kage accepted (its raw bytes, from the end
+ * of the previous message to the end of the head) has no obs-fold line and
+ * no bare LF (SPEC section 3: both are 400).
+ */
+static inline void check_head_bytes(const uint8_t *h, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (h[i] != '\n')
+			continue;
+		if (!fuzz_known("bare-lf"))
+			FUZZ_CHECK(i > 0 && h[i - 1] == '\r', "accepted a bare LF at %zu: %.*s", i,
+				   (int)len, (const char *)h);
+		if (!fuzz_known("fold-empty"))
+			FUZZ_CHECK(i + 1 >= len || (h[i + 1] != ' ' && h[i + 1] != '\t'),
+				   "accepted an obs-fold at %zu: %.*s", i, (int)len, (const char *)h);
+	}
+}
+
+/*
+ * The framing oracle, RFC 9112 section 6: a head kage accepted is framed as
+ * its Transfer-Encoding (chunked last: chunked; for a response, any other
+ * coding: until close) or its Content-Length says. Bodyless responses
+ * (HEAD, 1xx, 204, 304) are not checked.
+ */
+static inline void check_framing(const struct http_msg *m, bool response)
+{
+	bool te = false, last_chunked = false;
+	const char *cl = NULL;
+	size_t cl_len = 0;
+	for (unsigned i = 0; i < m->nhdr; i++) {
+		const struct http_hdr *h = &m->hdr[i];
+		const char *v = m->store + h->value, *end = v + h->value_len;
+		if (h->id == HDR_CONTENT_LENGTH) {
+			cl = v;
+			cl_len = h->value_len;
+		}
+		if (h->id != HDR_TRANSFER_ENCODING)
+			continue;
+		while (v < end) {
+			while (v < end && (*v == ',' || *v == ' ' || *v == '\t'))
+				v++;
+			const char *t = v;
+			while (v < end && *v != ',')
+				v++;
+			const char *e = v;
+			while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+				e--;
+			if (e > t) {
+				te = true;
+				last_chunked = span_is(t, (size_t)(e - t), "chunked");
+			}
+		}
+	}
+	if (te && !fuzz_known("te-tab")) {
+		if (last_chunked)
+			FUZZ_CHECK(m->body == BODY_CHUNKED, "Transfer-Encoding ends in chunked, body %d",
+				   m->body);
+		else
+			FUZZ_CHECK(response && m->body == BODY_EOF,
+				   "Transfer-Encoding not ending in chunked accepted, body %d", m->body);
+		return;
+	}
+	if (cl && !te) {
+		uint64_t n = 0;
+		for (size_t i = 0; i < cl_len; i++)
+			n = n * 10 + (uint64_t)(cl[i] - '0');
+		FUZZ_CHECK(n ? m->body == BODY_LENGTH && m->content_length == n : m->body == BODY_NONE,
+			   "Content-Length %.*s framed as body %d length %llu", (int)cl_len, cl,
+			   m->body, (unsigned long long)m->content_length);
+	}
 }
 
 #endif

@@ -181,8 +181,10 @@ static void check_rewrite(const struct http_msg *m, const struct head_request_op
 	free(buf);
 }
 
-static void on_head(struct conn *c)
+static void on_head(struct conn *c, const uint8_t *head, size_t head_len)
 {
+	check_head_bytes(head, head_len);
+	check_framing(&c->parser.msg, false);
 	msg_move(&c->req, &c->parser.msg);
 	c->active = true;
 	c->body_bytes = 0;
@@ -230,7 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	http_parser_init(&c.parser, HTTP_KIND_REQUEST, &pool, on_body, &c);
 
-	size_t off = 0;
+	size_t off = 0, msg_start = 0;
 	bool stop = false;
 	while (!stop && off < size) {
 		size_t n = split_next(&sp, size - off);
@@ -250,10 +252,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case HEV_HEAD:
 				FUZZ_CHECK(!c.active, "a head inside a message");
-				on_head(&c);
+				on_head(&c, data + msg_start, off + at - msg_start);
 				break;
 			case HEV_END:
 				on_end(&c);
+				msg_start = off + at;
 				break;
 			case HEV_UPGRADE:
 				stop = true;	/* the rest is tunnel bytes */

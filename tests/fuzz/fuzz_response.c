@@ -199,9 +199,10 @@ static void check_final(const struct conn *c, const struct http_msg *m)
 }
 
 /* False when the input should end here (a known bug, see fuzz_known()). */
-static bool on_head(struct conn *c)
+static bool on_head(struct conn *c, const uint8_t *head, size_t head_len)
 {
 	struct http_msg *m = &c->parser.msg;
+	check_head_bytes(head, head_len);
 	FUZZ_CHECK(!c->active && !c->interim, "a head inside a message");
 	if (m->status < 100 && fuzz_known("status-range"))
 		return false;
@@ -218,6 +219,8 @@ static bool on_head(struct conn *c)
 			   m->status, c->method, m->body);
 	if (m->body == BODY_EOF)
 		FUZZ_CHECK(!m->keep_alive, "a close-delimited body kept alive");
+	if (!bodyless(c, m->status))
+		check_framing(m, true);
 	check_final(c, m);
 	c->active = true;
 	c->body_bytes = 0;
@@ -268,7 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	http_parser_init(&c.parser, HTTP_KIND_RESPONSE, &pool, on_body, &c);
 	http_parser_expect(&c.parser, c.method);
 
-	size_t off = 0;
+	size_t off = 0, msg_start = 0;
 	bool stop = false;
 	while (!stop && off < size) {
 		size_t n = split_next(&sp, size - off);
@@ -284,10 +287,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_CHECK(used > 0 || at == n, "HEV_MORE without progress");
 				break;
 			case HEV_HEAD:
-				stop = !on_head(&c);
+				stop = !on_head(&c, data + msg_start, off + at - msg_start);
 				break;
 			case HEV_END:
 				on_end(&c);
+				msg_start = off + at;
 				break;
 			case HEV_UPGRADE:
 				stop = true;	/* tunnel bytes from here */
