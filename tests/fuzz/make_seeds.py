@@ -4,8 +4,8 @@
     python3 tests/fuzz/make_seeds.py
 
 The seeds are committed; this script documents how each was made and
-rewrites them all (files it does not name are left alone: crash inputs
-added as regressions live beside them as crash-*).
+rewrites them all (files it does not name are left alone: inputs that
+found bugs live beside them as regress-*, see tests/unit/test_fuzz_regressions.c).
 """
 import gzip
 import os

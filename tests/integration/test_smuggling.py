@@ -27,6 +27,7 @@ import os
 import re
 import select
 import socket
+import sys
 import tempfile
 import time
 
@@ -449,6 +450,10 @@ class Smuggling(Case):
             else:
                 refusal = r
         recs = self.new_records(0.15 if refusal is not None or not eof else 0.0)
+        if os.environ.get("VERBOSE"):
+            print(f"{name}: forwarded {len(answered)} of {len(expect)} ({end!r}), "
+                  f"{'refused %d' % refusal.status if refusal else 'no refusal'}, "
+                  f"{len(recs)} records", file=sys.stderr)
         what = f"{name}: sent {sent!r}\nstrict reading: {expect} then {end!r}\n" \
                f"responses: {got}\nmaster records: {recs}"
 
