@@ -78,6 +78,8 @@ static inline void splitter_init(struct splitter *s, uint8_t sel)
  *                but framed as no body: the framing oracle skips TE.
  *   fold-empty   an obs-fold after an empty value is not refused, and
  *   bare-lf      nor are bare LF line ends: the head-bytes oracle skips them.
+ *   crlf-flood   http_parse() stops consuming (HEV_MORE, nothing used) once
+ *                64 KiB of empty lines came before a message: no flood.
  */
 static inline bool fuzz_known(const char *name)
 {
@@ -91,6 +93,27 @@ static inline bool fuzz_known(const char *name)
 		k = e ? e + 1 : NULL;
 	}
 	return false;
+}
+
+/*
+ * 64 KiB + 1 of CRLF, fed before the input when its option byte asks
+ * (bit 7): the empty lines a parser skips between messages, past the head
+ * limit. Inputs are capped well below that, so the fuzzer reaches this
+ * only through the flag.
+ */
+#define FLOOD_LEN (64 * 1024 + 2)
+
+static inline const uint8_t *crlf_flood(void)
+{
+	static uint8_t *f;
+	if (!f) {
+		f = malloc(FLOOD_LEN);
+		if (!f)
+			abort();
+		for (size_t i = 0; i < FLOOD_LEN; i++)
+			f[i] = i % 2 ? '\n' : '\r';
+	}
+	return f;
 }
 
 /* A copy of [p, p+n) in a heap block of exactly n bytes (1 when n == 0). */

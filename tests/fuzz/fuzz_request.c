@@ -3,8 +3,9 @@
  * writes to a backend for it (src/head.c), as src/client.c drives them.
  *
  * Input: byte 0 picks the piece sizes (see fuzz_http_common.h), byte 1 the
- * head options (header rules, client address, session header), the rest is
- * what a client sends on one connection.
+ * head options (bits 0-6: header rules, client address, session header;
+ * bit 7: 64 KiB of empty lines first), the rest is what a client sends on
+ * one connection.
  *
  * Checks, for every request head the parser accepts:
  * - the head written for the backend fits the size computed for it;
@@ -220,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct conn c;
 	memset(&c, 0, sizeof c);
-	c.rules = &rulesets[optb % NRULESETS];
+	c.rules = &rulesets[(optb & 0x7f) % NRULESETS];
 	const char *addr = addrs[(optb >> 2) % (fuzz_known("empty-value") ? 2 : 3)];
 	c.opts.client_addr = addr;
 	c.opts.client_addr_len = strlen(addr);
@@ -234,6 +235,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	size_t off = 0, msg_start = 0;
 	bool stop = false;
+	if (optb & 0x80 && !fuzz_known("crlf-flood")) {
+		/* Empty lines before the first message, past the head limit: then
+		 * the input must still be consumed, or refused. */
+		const uint8_t *f = crlf_flood();
+		size_t at = 0, used;
+		while (!stop && at < FLOOD_LEN) {
+			enum http_event e = http_parse(&c.parser, (const char *)f + at, FLOOD_LEN - at, &used);
+			at += used;
+			FUZZ_CHECK(e == HEV_MORE || e == HEV_ERROR, "event %d in empty lines", e);
+			FUZZ_CHECK(used > 0 || at == FLOOD_LEN || e == HEV_ERROR,
+				   "HEV_MORE without progress after %zu bytes of empty lines", at);
+			stop = e == HEV_ERROR;
+		}
+	}
 	while (!stop && off < size) {
 		size_t n = split_next(&sp, size - off);
 		char *piece = piece_dup(data + off, n);

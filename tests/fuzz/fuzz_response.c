@@ -6,7 +6,7 @@
  * Input: byte 0 picks the piece sizes (see fuzz_http_common.h); byte 1:
  * bits 0-2 the request's method (0 GET, 1 HEAD, 2 POST, 3 OPTIONS, 4 PUT,
  * others GET), bit 3 an HTTP/1.0 client, bit 4 a client that asked to
- * close. The rest is what master sends on one connection; the connection
+ * close, bit 7 64 KiB of empty lines before the input. The rest is what master sends on one connection; the connection
  * ends with the input (http_finish).
  *
  * Checks:
@@ -266,6 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c.method = methods[data[1] & 7];
 	c.http10 = data[1] & 8;
 	c.want_close = data[1] & 16;
+	bool flood = data[1] & 0x80;
 	data += 2;
 	size -= 2;
 	http_parser_init(&c.parser, HTTP_KIND_RESPONSE, &pool, on_body, &c);
@@ -273,6 +274,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	size_t off = 0, msg_start = 0;
 	bool stop = false;
+	if (flood && !fuzz_known("crlf-flood")) {
+		/* Empty lines before the first message, past the head limit: then
+		 * the input must still be consumed, or refused. */
+		const uint8_t *f = crlf_flood();
+		size_t at = 0, used;
+		while (!stop && at < FLOOD_LEN) {
+			enum http_event e = http_parse(&c.parser, (const char *)f + at, FLOOD_LEN - at, &used);
+			at += used;
+			FUZZ_CHECK(e == HEV_MORE || e == HEV_ERROR, "event %d in empty lines", e);
+			FUZZ_CHECK(used > 0 || at == FLOOD_LEN || e == HEV_ERROR,
+				   "HEV_MORE without progress after %zu bytes of empty lines", at);
+			stop = e == HEV_ERROR;
+		}
+	}
 	while (!stop && off < size) {
 		size_t n = split_next(&sp, size - off);
 		char *piece = piece_dup(data + off, n);

@@ -677,3 +677,59 @@ class ResponseSmuggling(Case):
         r2 = rd.response()
         self.assertEqual((r2.status, r2.body, r2.header("X-Fresh")), (200, b"fresh", "1"),
                          f"{what}: the next request got {r2}")
+
+
+# --- empty lines before a message ----------------------------------------------------------
+
+FLOOD = b"\r\n" * (32 * 1024 + 1)     # 64 KiB + 2 bytes of empty lines
+
+
+class EmptyLineFloods(Case):
+    """Empty lines before a request (or a response) are skipped, but past
+    the head limit they must be refused, never leave the parser stuck: a
+    stuck parser spins its shard, and every connection on it hangs."""
+
+    def served(self, kg, what):
+        s = self.connect(kg.port, timeout=3)
+        s.sendall(b"GET /size/3 HTTP/1.1\r\nHost: test\r\n\r\n")
+        try:
+            r = Reader(s, timeout=3.0).response()
+        except (TimeoutError, EOFError, ConnectionResetError) as e:
+            kg.stop(timeout=3)   # a wedged shard does not drain: do not wait for it
+            self.fail(f"{what}: another client is not served any more ({e!r})")
+        self.assertEqual((r.status, r.body), (200, b"abc"), what)
+
+    def test_client_flood(self):
+        be, kg = self.proxy("--drain-timeout", "1")
+        s = self.connect(kg.port)
+        s.sendall(FLOOD + b"GET /size/1 HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(0.3)
+        self.served(kg, "a client sent 64 KiB of empty lines, then a request")
+        try:
+            r = Reader(s, timeout=3.0).response()
+            self.assertTrue(r.status in (400, 431) or (r.status, r.body) == (200, b"a"), r)
+        except (EOFError, ConnectionResetError):
+            pass
+
+    def test_shadow_flood(self):
+        def handler(conn, index):
+            while conn.read_request() is not None:
+                conn.send(FLOOD + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        sb = ScriptedBackend(handler)
+        try:
+            be = self.backend(name="master")
+            kg = self.kage("--drain-timeout", "1", master=("production", be.port),
+                           shadows=[("sandbox", sb.port)])
+            s = self.connect(kg.port)
+            s.sendall(b"GET /size/1 HTTP/1.1\r\nHost: test\r\n\r\n")
+            try:
+                r = Reader(s, timeout=3.0).response()
+            except (TimeoutError, EOFError) as e:
+                kg.stop(timeout=3)
+                self.fail(f"a shadow sent 64 KiB of empty lines: the client's master response "
+                          f"never came ({e!r})")
+            self.assertEqual((r.status, r.body), (200, b"a"))
+            time.sleep(0.3)
+            self.served(kg, "a shadow sent 64 KiB of empty lines")
+        finally:
+            sb.close()

@@ -244,6 +244,58 @@ static void test_bare_lf_line_ends(void)
 	ISOLATED(bare_lf_line_ends);
 }
 
+/*
+ * fuzz_request / fuzz_response check: empty lines before a message count
+ * towards the head limit but never fail it (no message has begun), so after
+ * 64 KiB + 1 of them http_parse() feeds llhttp 0 bytes and returns HEV_MORE
+ * having used nothing. client.c's process_input() and upstream.c's
+ * parse_response() call it again on the same bytes, forever: one client,
+ * or one shadow backend, wedges its shard at 100% CPU.
+ */
+static int empty_lines_flood(enum http_kind kind, const char *msg)
+{
+	size_t n = 64 * 1024 + 2, mlen = strlen(msg);
+	char *b = malloc(n + mlen);
+	if (!b)
+		return 1;
+	for (size_t i = 0; i < n; i++)
+		b[i] = i % 2 ? '\n' : '\r';
+	memcpy(b + n, msg, mlen);
+	struct http_parser p;
+	http_parser_init(&p, kind, &pool, NULL, NULL);
+	if (kind == HTTP_KIND_RESPONSE)
+		http_parser_expect(&p, HTTP_GET);
+	size_t off = 0, used;
+	enum http_event e = HEV_MORE;
+	for (int calls = 0; calls < 16 && off < n + mlen; calls++) {
+		e = http_parse(&p, b + off, n + mlen - off, &used);
+		off += used;
+		if (e != HEV_MORE)
+			break;
+		EXPECT(used > 0);
+	}
+	EXPECT(e == HEV_HEAD || e == HEV_ERROR);
+	http_parser_reset(&p);
+	free(b);
+	return 0;
+}
+
+static int empty_lines_flood_request(void)
+{
+	return empty_lines_flood(HTTP_KIND_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+}
+
+static int empty_lines_flood_response(void)
+{
+	return empty_lines_flood(HTTP_KIND_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
+static void test_empty_lines_flood(void)
+{
+	ISOLATED(empty_lines_flood_request);
+	ISOLATED(empty_lines_flood_response);
+}
+
 /* --- fuzz_response ---------------------------------------------------------- */
 
 /*
@@ -386,6 +438,7 @@ int main(void)
 	    !CU_add_test(s, "chunked<HTAB> is chunked or refused", test_te_chunked_trailing_tab) ||
 	    !CU_add_test(s, "obs-fold after an empty value", test_fold_after_empty_value) ||
 	    !CU_add_test(s, "bare LF line ends", test_bare_lf_line_ends) ||
+	    !CU_add_test(s, "64 KiB of empty lines", test_empty_lines_flood) ||
 	    !CU_add_test(s, "response status below 100", test_status_below_100) ||
 	    !CU_add_test(s, "empty close-delimited body", test_close_delimited_empty) ||
 	    !CU_add_test(s, "empty reason, no header", test_empty_reason_no_headers) ||
