@@ -134,7 +134,9 @@ static enum config_result parse(struct kage_config *cfg, int argc, char **argv, 
  * Known bugs of src/ a long run steps over (KAGE_FUZZ_KNOWN=name,...):
  *   describe-space  config_describe() writes values with leading or
  *                   trailing white space as they are; the file reader trims
- *                   them: descriptions are compared with values trimmed.
+ *                   them (a value of only spaces becomes empty, and may
+ *                   not parse at all): arguments with white space at either
+ *                   end, or right after their '=', skip the round trip.
  */
 static bool fuzz_known(const char *name)
 {
@@ -150,30 +152,24 @@ static bool fuzz_known(const char *name)
 	return false;
 }
 
-/* Each line with the white space around its value removed, in place. */
-static size_t trim_values(char *s, size_t len)
+static bool is_ws(char c)
 {
-	size_t o = 0, i = 0;
-	while (i < len) {
-		size_t e = i;
-		while (e < len && s[e] != '\n')
-			e++;
-		size_t ve = e;
-		while (ve > i && (s[ve - 1] == ' ' || s[ve - 1] == '\t'))
-			ve--;
-		const char *eq = memchr(s + i, '=', ve - i);
-		size_t vs = eq ? (size_t)(eq - s) + 1 : ve;
-		memmove(s + o, s + i, vs - i);
-		o += vs - i;
-		while (vs < ve && (s[vs] == ' ' || s[vs] == '\t'))
-			vs++;
-		memmove(s + o, s + vs, ve - vs);
-		o += ve - vs;
-		if (e < len)
-			s[o++] = '\n';
-		i = e + 1;
+	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/* Does an argument have white space at either end or right after '='? */
+static bool ws_edges(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		size_t n = strlen(a);
+		const char *eq = strchr(a, '=');
+		if (n && (is_ws(a[0]) || is_ws(a[n - 1])))
+			return true;
+		if (eq && is_ws(eq[1]))
+			return true;
 	}
-	return o;
+	return false;
 }
 
 static void check_err(enum config_result rc, const char *err, size_t errlen)
@@ -194,7 +190,7 @@ static void parse_and_check(int argc, char **argv)
 	char err[512];
 	enum config_result rc = parse(&cfg, argc, argv, err, sizeof err);
 	check_err(rc, err, sizeof err);
-	if (rc == CONFIG_OK) {
+	if (rc == CONFIG_OK && !(fuzz_known("describe-space") && ws_edges(argc, argv))) {
 		size_t len1, len2;
 		char *d1 = describe(&cfg, &len1);
 		char path[64];
@@ -206,10 +202,6 @@ static void parse_and_check(int argc, char **argv)
 		check_err(rc2, err2, sizeof err2);
 		CHECK(rc2 == CONFIG_OK, "the description does not parse again: %s\n%s", err2, d1);
 		char *d2 = describe(&again, &len2);
-		if (fuzz_known("describe-space")) {
-			len1 = trim_values(d1, len1);
-			len2 = trim_values(d2, len2);
-		}
 		if (len1 != len2 || memcmp(d1, d2, len1) != 0) {
 			size_t i = 0;
 			while (i < len1 && i < len2 && d1[i] == d2[i])

@@ -168,9 +168,10 @@ static bool pointer_valid(const char *p)
 }
 
 /* Is [s, s+n) one JSON value? Numbers past jansson's range count as JSON;
- * so do bytes that are not UTF-8 inside strings: diff.c's reader does not
- * validate UTF-8 (it passes a document's bytes through, and the diff log
- * writer escapes them), jansson does. */
+ * so do bytes that are not UTF-8 inside strings (diff.c's reader does not
+ * validate UTF-8: it passes a document's bytes through, and the diff log
+ * writer escapes them; jansson does), and member names holding \u0000
+ * (valid JSON that jansson cannot represent). */
 static bool json_value_ok(const char *s, size_t n, char *why, size_t whylen)
 {
 	json_error_t err;
@@ -181,7 +182,8 @@ static bool json_value_ok(const char *s, size_t n, char *why, size_t whylen)
 	}
 	snprintf(why, whylen, "%s at %d", err.text, err.position);
 	return json_error_code(&err) == json_error_numeric_overflow ||
-	       json_error_code(&err) == json_error_invalid_utf8;
+	       json_error_code(&err) == json_error_invalid_utf8 ||
+	       json_error_code(&err) == json_error_null_byte_in_key;
 }
 
 static void touch(const char *p, size_t n)

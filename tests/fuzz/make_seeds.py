@@ -183,6 +183,7 @@ DIFFS = {
                                   b'[100.0,1e2,1e-1,0,0,12345678901234567891]']),
     "json_deep": (0x00, 0x00, [b'[' * 40 + b']' * 40, b'[' * 40 + b'1' + b']' * 40]),
     "json_bad": (0x00, 0x00, [b'{"a":', b'{"a":1}']),
+    "json_nul_key": (0x00, 0x00, [b'{"a\\u0000b":1,"a":1}', b'{"a\\u0000b":2,"a":1}']),
     "text": (0x05, 0x00, [b"hello world, the time is 12:00:01 today",
                           b"hello world, the time is 12:00:02 today"]),
     "text_noise": (0x05, 0x00, [b"id=1 ts=100 name=ann", b"id=1 ts=101 name=anne",

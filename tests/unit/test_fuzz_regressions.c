@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "diff.h"
 #include "head.h"
 #include "http.h"
 #include "pool.h"
@@ -379,6 +380,38 @@ static void test_empty_reason_no_headers(void)
 	ISOLATED(empty_reason_no_headers);
 }
 
+/* --- fuzz_diff ---------------------------------------------------------------- */
+
+/*
+ * Found with the fuzz_diff seed json_nul_key: a member name holding \u0000
+ * puts a NUL inside the item's `where` (a C string), so the pointer reads
+ * "/a", another member, which is equal on both sides.
+ */
+static int json_pointer_nul_key(void)
+{
+	const char *m = "{\"a\\u0000b\":1,\"a\":1}", *s = "{\"a\\u0000b\":2,\"a\":1}";
+	struct diff_header h = { "Content-Type", 12, "application/json", 16 };
+	struct diff_response M = { .status = 200, .headers = &h, .nheaders = 1,
+				   .body = (const uint8_t *)m, .body_len = strlen(m),
+				   .body_total = strlen(m) };
+	struct diff_response S = M;
+	S.body = (const uint8_t *)s;
+	S.body_len = S.body_total = strlen(s);
+	struct diff_options o = { 0 };
+	struct diff_result *r = diff_result_new();
+	EXPECT(diff_compare(&o, &M, &S, r) == 1);
+	const struct diff_item *it = diff_get(r, 0);
+	EXPECT(it->where_type == WHERE_TEXT);
+	EXPECT(strcmp(it->where, "/a") != 0);	/* not the member that did not change */
+	diff_result_free(r);
+	return 0;
+}
+
+static void test_json_pointer_nul_key(void)
+{
+	ISOLATED(json_pointer_nul_key);
+}
+
 /* --- fuzz_config --------------------------------------------------------------- */
 
 /*
@@ -422,9 +455,46 @@ static int describe_round_trip_spaces(void)
 	return 0;
 }
 
+/* fuzz_config: a value of only white space is accepted on the command line
+ * (--diff-log ' '), described as "diff-log =  ", and read back as empty:
+ * the description does not parse at all. */
+static int describe_round_trip_blank(void)
+{
+	char *argv[] = { "kage", "--master", "p=127.0.0.1:1", "--diff-log", " ", NULL };
+	struct kage_config a, b;
+	char err[256];
+	FILE *null = fopen("/dev/null", "w");
+	enum config_result rc = config_parse(&a, 5, argv, null, err, sizeof err);
+	if (rc != CONFIG_OK) {
+		config_free(&a);
+		return 0;	/* refusing a blank path is a fix too */
+	}
+	char *d = NULL;
+	size_t l;
+	FILE *f = open_memstream(&d, &l);
+	config_describe(&a, f);
+	fclose(f);
+	char path[] = "/tmp/kage-regress-XXXXXX";
+	int fd = mkstemp(path);
+	EXPECT(fd >= 0 && write(fd, d, l) == (ssize_t)l);
+	close(fd);
+	char *argv2[] = { "kage", "--config", path, NULL };
+	rc = config_parse(&b, 3, argv2, null, err, sizeof err);
+	unlink(path);
+	if (rc != CONFIG_OK)
+		fprintf(stderr, "%s\n", err);
+	EXPECT(rc == CONFIG_OK);
+	config_free(&a);
+	config_free(&b);
+	free(d);
+	fclose(null);
+	return 0;
+}
+
 static void test_describe_round_trip_spaces(void)
 {
 	ISOLATED(describe_round_trip_spaces);
+	ISOLATED(describe_round_trip_blank);
 }
 
 int main(void)
@@ -442,6 +512,7 @@ int main(void)
 	    !CU_add_test(s, "response status below 100", test_status_below_100) ||
 	    !CU_add_test(s, "empty close-delimited body", test_close_delimited_empty) ||
 	    !CU_add_test(s, "empty reason, no header", test_empty_reason_no_headers) ||
+	    !CU_add_test(s, "JSON pointer of a key with NUL", test_json_pointer_nul_key) ||
 	    !CU_add_test(s, "describe round trip with spaces", test_describe_round_trip_spaces)) {
 		CU_cleanup_registry();
 		return 1;
