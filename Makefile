@@ -66,7 +66,7 @@ VERSION   := $(shell sed -n 's/^\#define KAGE_VERSION *"\(.*\)"/\1/p' src/config
 
 ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
 
-.PHONY: all deps lint test test-unit test-integration test-threads tsan-canary bench demo clean install
+.PHONY: all deps lint fuzz test test-unit test-integration test-threads tsan-canary bench demo clean install
 .DEFAULT_GOAL := all
 
 all: $(B)/kage $(TOOL_BIN) $(PLUGIN_SO) $(if $(SAN),,kage)
@@ -169,6 +169,13 @@ lint: | $(DEPS_STAMP)
 	    --error-exitcode=1 -D_GNU_SOURCE -DLLHTTP_STRICT_MODE=1 -Isrc -I/usr/share/include/llhttp \
 	    --suppress=missingIncludeSystem src/*.c tools/*.c tools/plugins/*.c tests/plugins/*.c
 	@echo "lint: cppcheck found nothing"
+
+# libFuzzer targets (clang, installed by the script when missing): replay
+# every seed, then fuzz each target FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: | $(DEPS_STAMP)
+	tests/fuzz/run.sh --replay
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 bench: all
 	tools/install-deps --bench

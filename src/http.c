@@ -374,6 +374,16 @@ static uint16_t check_transfer_encoding(const struct http_msg *m)
 	return other ? 501 : 0;
 }
 
+/* llhttp flags Transfer-Encoding only when the field has a value; an empty
+ * one ("Transfer-Encoding:") still says the body is not Content-Length
+ * framed, and a reader that ignores it frames the body differently. */
+static bool has_transfer_encoding(const struct http_parser *p)
+{
+	size_t len;
+	return (p->ll.flags & F_TRANSFER_ENCODING) ||
+	       msg_header(&p->msg, HDR_TRANSFER_ENCODING, &len) != NULL;
+}
+
 static bool expects_continue(const struct http_msg *m)
 {
 	size_t len;
@@ -408,7 +418,7 @@ static int request_headers_complete(struct http_parser *p)
 		return fail(p, 501, "CONNECT is not supported");
 	if (m->minor == 1 ? m->host_count != 1 : m->host_count > 1)
 		return fail(p, 400, m->host_count ? "duplicate Host" : "missing Host");
-	if (p->ll.flags & F_TRANSFER_ENCODING) {
+	if (has_transfer_encoding(p)) {
 		if (m->minor == 0)
 			return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
 		uint16_t st = check_transfer_encoding(m);
@@ -430,6 +440,19 @@ static int request_headers_complete(struct http_parser *p)
 	return m->body == BODY_NONE ? 1 : HPE_PAUSED;
 }
 
+/*
+ * llhttp_should_keep_alive() asks whether the message needs a close to end,
+ * and for a HEAD response without Content-Length it says yes: it learns the
+ * body is skipped only from our return value. No body needs no close, so
+ * only the version and Connection decide.
+ */
+static bool bodiless_keep_alive(const llhttp_t *ll)
+{
+	if (ll->http_major == 1 && ll->http_minor >= 1)
+		return !(ll->flags & F_CONNECTION_CLOSE);
+	return (ll->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+}
+
 /* Return values per llhttp: 1 = no body, 2 = no body and upgrade. */
 static int response_headers_complete(struct http_parser *p)
 {
@@ -441,7 +464,7 @@ static int response_headers_complete(struct http_parser *p)
 		return fail(p, 502, "response version is not HTTP/1.x");
 	if (m->status < 100)
 		return fail(p, 502, "response status below 100");
-	if ((p->ll.flags & F_TRANSFER_ENCODING) &&
+	if (has_transfer_encoding(p) &&
 	    (check_transfer_encoding(m) || !(p->ll.flags & F_CHUNKED)))
 		return fail(p, 502, "response transfer coding other than chunked");
 	mark_connection_options(m);
@@ -459,7 +482,7 @@ static int response_headers_complete(struct http_parser *p)
 	}
 	if (p->req_method == HTTP_HEAD || m->status == 204 || m->status == 304) {
 		m->body = BODY_NONE;
-		m->keep_alive = llhttp_should_keep_alive(&p->ll);
+		m->keep_alive = bodiless_keep_alive(&p->ll);
 		return 1;
 	}
 	set_body_kind(p);

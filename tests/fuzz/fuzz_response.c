@@ -226,6 +226,12 @@ static bool on_head(struct conn *c, const uint8_t *head, size_t head_len)
 			   m->status, c->method, m->body);
 	if (m->body == BODY_EOF)
 		FUZZ_CHECK(!m->keep_alive, "a close-delimited body kept alive");
+	/* No body needs no close: an HTTP/1.1 HEAD answer without a length
+	 * once dropped master's connection. */
+	if (bodyless(c, m->status) && m->minor == 1 &&
+	    !(c->parser.ll.flags & F_CONNECTION_CLOSE))
+		FUZZ_CHECK(m->keep_alive, "bodiless %u to method %u not kept alive", m->status,
+			   c->method);
 	if (!bodyless(c, m->status))
 		check_framing(m, true);
 	check_final(c, m);

@@ -170,6 +170,9 @@ static const struct verdict request_verdicts[] = {
 	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400 },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", 400 },
 	{ "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
+	/* test_smuggling te_empty: llhttp does not flag an empty field */
+	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400 },
+	{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\nhello", 400 },
 	{ "GET / HTTP/1.1\r\n\r\n", 400 },				/* missing Host */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },	/* duplicate Host */
 	{ "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400 },
@@ -295,6 +298,38 @@ static void test_keep_alive(void)
 		http_parser_init(&p, HTTP_KIND_REQUEST, &pool, NULL, NULL);
 		size_t used;
 		CU_ASSERT_EQUAL(http_parse(&p, cases[i].in, strlen(cases[i].in), &used), HEV_HEAD);
+		CU_ASSERT_EQUAL(p.msg.keep_alive, cases[i].keep);
+		http_parser_reset(&p);
+	}
+}
+
+/* A bodiless response (HEAD, 204, 304) needs no close to end it, so the
+ * connection's reuse follows the version and Connection alone. */
+static void test_response_keep_alive(void)
+{
+	static const struct {
+		const char *in;
+		uint8_t method;
+		bool keep;
+	} cases[] = {
+		{ "HTTP/1.1 200 OK\r\n\r\n", HTTP_HEAD, true },
+		{ "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", HTTP_HEAD, false },
+		{ "HTTP/1.0 200 OK\r\n\r\n", HTTP_HEAD, false },
+		{ "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", HTTP_HEAD, true },
+		{ "HTTP/1.1 204 No Content\r\n\r\n", HTTP_GET, true },
+		{ "HTTP/1.1 304 Not Modified\r\n\r\n", HTTP_GET, true },
+		{ "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n", HTTP_GET, false },
+		{ "HTTP/1.1 200 OK\r\n\r\n", HTTP_GET, false },	/* close-delimited */
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", HTTP_GET, true },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct http_parser p;
+		http_parser_init(&p, HTTP_KIND_RESPONSE, &pool, NULL, NULL);
+		http_parser_expect(&p, cases[i].method);
+		size_t used;
+		CU_ASSERT_EQUAL(http_parse(&p, cases[i].in, strlen(cases[i].in), &used), HEV_HEAD);
+		if (p.msg.keep_alive != cases[i].keep)
+			fprintf(stderr, "\nresponse keep-alive case %zu: %d\n", i, p.msg.keep_alive);
 		CU_ASSERT_EQUAL(p.msg.keep_alive, cases[i].keep);
 		http_parser_reset(&p);
 	}
@@ -461,8 +496,10 @@ static void test_empty_value_is_not_a_fold(void)
 
 static void test_status_below_100(void)
 {
-	static const char *const cases[] = { "HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n" };
-	for (size_t i = 0; i < 2; i++) {
+	static const char *const cases[] = { "HTTP/1.1 000 X\r\n\r\n", "HTTP/1.1 099 X\r\n\r\n",
+					     /* not a status, but refused the same way */
+					     "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\n" };
+	for (size_t i = 0; i < 3; i++) {
 		struct sink s = { .body_len = 0 };
 		struct http_parser p;
 		char ev[16];
@@ -552,6 +589,7 @@ int main(void)
 	    !CU_add_test(s, "size limits", test_size_limits) ||
 	    !CU_add_test(s, "connection options", test_connection_options) ||
 	    !CU_add_test(s, "keep-alive", test_keep_alive) ||
+	    !CU_add_test(s, "response keep-alive", test_response_keep_alive) ||
 	    !CU_add_test(s, "upgrade request", test_upgrade_request) ||
 	    !CU_add_test(s, "expect continue", test_expect_continue) ||
 	    !CU_add_test(s, "response framing", test_response_framing) ||
