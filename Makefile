@@ -177,9 +177,14 @@ fuzz: | $(DEPS_STAMP)
 	tests/fuzz/run.sh --replay
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
+# Three parts, each against references measured in the same run: the
+# proxy against direct and nginx; what the admin and a no-op plugin cost the
+# master path; the comparator's capacity against the traffic it is fed.
 bench: all
 	tools/install-deps --bench
 	python3 bench/run.py --build $(B) $(BENCH_ARGS)
+	python3 bench/cost.py --build $(B) --modes off,on,scraped,noop-plugin $(COST_ARGS)
+	python3 bench/comparator.py --build $(B) $(COMPARATOR_ARGS)
 
 demo: all
 	python3 tools/demo.py --build $(B) $(DEMO_ARGS)
