@@ -674,3 +674,32 @@ def expect_pattern(n, status=200):
             return "a smuggled response"
         return None
     return check
+
+
+def serve_main(argv=None):
+    """`python3 faultkit.py serve [--idle-close S]`: a FaultServer in its own
+    process. Prints "listening on 127.0.0.1:PORT" on stderr; on SIGTERM
+    prints its stats as one JSON line on stdout and exits 0."""
+    import argparse
+    import json
+    import signal
+    import sys
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cmd", choices=["serve"])
+    ap.add_argument("--idle-close", type=float, default=None)
+    ap.add_argument("--hold-max", type=float, default=30.0)
+    args = ap.parse_args(argv)
+    fs = FaultServer(idle_close=args.idle_close, hold_max=args.hold_max)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: done.set())
+    signal.signal(signal.SIGINT, lambda *a: done.set())
+    print(f"listening on 127.0.0.1:{fs.port}", file=sys.stderr, flush=True)
+    while not done.wait(0.5):
+        pass
+    fs.close()
+    with fs.lock:
+        print(json.dumps(fs.stats), flush=True)
+
+
+if __name__ == "__main__":
+    serve_main()
