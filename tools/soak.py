@@ -28,7 +28,17 @@ traffic stops and a settle period has passed (35 s by default, beyond the
   - kage_connections_open 0, no record in flight, comparator queue empty;
   - descriptors back to the count at start (pooled backend connections,
     if any are left, listed apart and allowed);
-  - RSS within max(8 MiB, 20 %) of its value after the warm-up;
+  - RSS within max(8 MiB, 20 %) of its value after the warm-up (the
+    larger of 60 s and a fifth of the run). kage's pools keep their
+    high-water mark (nothing is allocated on the request path after
+    warm-up), so RSS steps up when concurrent work peaks, e.g. while a
+    shadow stalls (--shadow-max-inflight 256 bounds that here); when this
+    check fails the steps are listed with what was in flight;
+  - and a leak bound: a leak grows with every request, a high-water mark
+    only at peaks, so over every stretch of at least a quarter of the
+    post-warm-up requests RSS must have grown less than 16 bytes per
+    request somewhere (the flattest stretch bounds the leak rate); with
+    fewer than 100000 post-warm-up requests it is only reported;
   - request heads kage counted == heads the clients sent whole;
   - shadows sent + skipped by reason (queue_full apart: those records were
     sent, then dropped) == eligible; records queued + dropped == sent;
@@ -425,6 +435,27 @@ class Proc:
         return self.p.returncode, time.monotonic() - t0
 
 
+def leak_bound(samples):
+    """The least RSS growth per request over any stretch of samples that
+    spans at least a quarter of their requests: a leak's rate cannot be
+    above it (bytes per request), a high-water mark's steps do not count."""
+    if len(samples) < 2:
+        return None
+    total = samples[-1]["requests"] - samples[0]["requests"]
+    if total <= 0:
+        return None
+    best = None
+    j = 0
+    for i in range(len(samples)):
+        while j < len(samples) and samples[j]["requests"] - samples[i]["requests"] < total / 4:
+            j += 1
+        if j == len(samples):
+            break
+        rate = (samples[j]["rss_kib"] - samples[i]["rss_kib"]) * 1024 / (samples[j]["requests"] - samples[i]["requests"])
+        best = rate if best is None else min(best, rate)
+    return best
+
+
 def census_key(census):
     """The descriptors that must come back exactly: all but backend sockets."""
     return {k: v for k, v in census.items() if not k.startswith("backend:")}
@@ -465,7 +496,7 @@ def soak(args):
                      "--master", f"production=127.0.0.1:{mport}",
                      "--shadow", f"sandbox=127.0.0.1:{sport}",
                      "--admin", "127.0.0.1:0", "--diff-log", diff_log,
-                     "--shadow-timeout", "2", "--backend-timeout", "10",
+                     "--shadow-timeout", "2", "--backend-timeout", "10", "--shadow-max-inflight", "256",
                      "--shadow-methods", "GET,HEAD,POST", "--shadow-path", "/size",
                      "--ignore-header", "X-Backend", "--ignore-header", "X-Request-Count",
                      "--drain-timeout", "10"], "kage", tmp)
@@ -491,10 +522,12 @@ def soak(args):
                  "--rate", str(args.rate)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         t0 = time.monotonic()
-        warm_at = t0 + min(60.0, args.seconds / 5)
+        warm_at = t0 + max(min(60.0, args.seconds / 5), args.seconds / 5)
         warm_rss = None
+        warm_index = 0
         samples = []
         last_req, last_t = 0, t0
+        next_print = t0 + args.print_every
         while any(w.poll() is None for w in workers):
             time.sleep(args.sample)
             now = time.monotonic()
@@ -517,6 +550,10 @@ def soak(args):
             samples.append(s)
             if warm_rss is None and now >= warm_at:
                 warm_rss = rss
+                warm_index = len(samples) - 1
+            if now < next_print:
+                continue
+            next_print = now + args.print_every
             print(f"  [{s['t']:4d}s] requests {req:.0f} ({(req - last_req) / (now - last_t):.0f}/s)  "
                   f"rss {mib(rss)}  fds {fds} (backend {sum(v for k, v in c.items() if k.startswith('backend'))})  "
                   f"conns {s['conns']:.0f}  shadows in flight {s['inflight']:.0f}  queue {s['queue']:.0f}",
@@ -579,6 +616,24 @@ def soak(args):
         check(end_rss <= warm_rss + allowed,
               f"RSS {mib(base_rss)} at start, {mib(warm_rss)} after warm-up, {mib(max_rss)} at most, "
               f"{mib(end_rss)} at the end (allowed up to {mib(warm_rss + allowed)})")
+        if end_rss > warm_rss + allowed:
+            print("    where RSS stepped up (1 MiB or more within 5 s):")
+            post = samples[warm_index:]
+            for i in range(1, len(post)):
+                j = max(0, i - 5)
+                if post[i]["rss_kib"] - post[j]["rss_kib"] >= 1024 and post[i]["rss_kib"] > post[i - 1]["rss_kib"]:
+                    x = post[i]
+                    print(f"      {x['t']:4d}s  rss {mib(x['rss_kib'])}  shadows in flight {x['inflight']:.0f}  "
+                          f"descriptors {x['fds']}  client connections {x['conns']:.0f}")
+        leak = leak_bound(samples[warm_index:] + [{"rss_kib": end_rss, "requests": samples[-1]["requests"] if samples else 0}])
+        post_requests = (samples[-1]["requests"] - samples[warm_index]["requests"]) if samples else 0
+        if post_requests >= 100000:
+            check(leak is not None and leak < 16,
+                  f"leak bound: RSS grew at most {leak:.1f} bytes per request over the flattest quarter "
+                  f"of the {post_requests:.0f} post-warm-up requests (allowed 16)")
+        else:
+            print(f"  [--] leak bound not checked: {post_requests:.0f} post-warm-up requests, fewer than "
+                  f"100000 (pools still reach new highs; run longer)", flush=True)
         req_total = m.get("kage_requests_total")
         check(req_total == heads, f"request heads: {heads} sent whole by the clients, {req_total:.0f} counted by kage")
         skipped = m.by_label("kage_shadows_skipped_total", "reason")
@@ -630,7 +685,7 @@ def soak(args):
               f"matched, {mismatched:.0f} mismatched), {dropped:.0f} dropped (queue_full)")
         print(f"  diff log       {log_lines} lines, {lost:.0f} lost")
         print(f"  RSS            start {mib(base_rss)}, after warm-up {mib(warm_rss)}, max {mib(max_rss)}, "
-              f"end {mib(end_rss)}")
+              f"end {mib(end_rss)}; leak bound {leak if leak is not None else float('nan'):.1f} B/request")
         print(f"  descriptors    start {sum(base_census.values())}, max "
               f"{max([s['fds'] for s in samples] + [0])}, end {sum(end_census.values())}")
         print(f"  retries        {m.get('kage_backend_retries_total', backend='production'):.0f} master GETs retried; "
@@ -654,7 +709,8 @@ def main():
     ap.add_argument("--build", default="build/release")
     ap.add_argument("--seconds", type=float, default=600)
     ap.add_argument("--settle", type=float, default=35, help="seconds at rest before the checks")
-    ap.add_argument("--sample", type=float, default=5, help="seconds between samples")
+    ap.add_argument("--sample", type=float, default=1, help="seconds between samples")
+    ap.add_argument("--print-every", type=float, default=10, help="seconds between progress lines")
     ap.add_argument("--threads", type=int, default=2, help="kage --threads")
     ap.add_argument("--workers", type=int, default=2, help="client processes")
     ap.add_argument("--rate", type=float, default=400,
