@@ -7,7 +7,13 @@ sees, then that kage is still healthy: a normal request answered, /metrics
 adding up, no descriptor leaked (the census of /proc/PID/fd taken at
 start), exit 0 on SIGTERM.
 
-KAGE_QUICK=1 runs the heavy ones with less load."""
+KAGE_QUICK=1 runs the heavy ones with less load.
+
+Four tests fail on kage bugs found here (kept failing until fixed):
+  OutOfDescriptors.test_emfile_admin_scrape_does_not_spin
+  OutOfDescriptors.test_emfile_shadowed_request_refused_releases_its_record
+  SlowComparator.test_slow_comparator_is_not_reported_as_shadow_overload
+  SlowComparator.test_sigterm_with_the_comparator_behind_is_bounded"""
 import json
 import os
 import random
@@ -86,7 +92,11 @@ class Background:
         finally:
             s.close()
 
-    def stop(self):
+    def stop(self, at_least=5):
+        """Stop after at least `at_least` requests (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while self.n < at_least and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.stop_ev.set()
         self.thread.join(10)
         return self
@@ -146,7 +156,7 @@ class MasterFaults(HealthCase):
         s.close()
         bg.stop()
         self.assertEqual(bg.errors, [])
-        self.assertGreater(bg.n, 3)
+        self.assertGreaterEqual(bg.n, 5)
         m = self.assert_healthy(kg)
         resets = m.get("kage_backend_errors_total", backend="production", kind="reset")
         self.assertGreaterEqual(resets, 3 * 2 * n, m.text)
@@ -459,7 +469,8 @@ class OutOfDescriptors(HealthCase):
         a.close()
         warns = kg.stderr().count("--admin: accept")
         self.assertLess(cpu, 0.3, f"kage used {cpu:.2f}s of CPU in {time.monotonic() - t0:.1f}s with "
-                        f"an admin connection waiting out of descriptors: {per_thread}")
+                        f"an admin connection waiting out of descriptors: {per_thread}; "
+                        f"{warns} '--admin: accept' warnings logged")
         self.assertLess(warns, 100, f"{warns} '--admin: accept' warnings logged")
         self.assert_healthy(kg)
         self.stop_clean(kg, within=5)
