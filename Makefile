@@ -66,7 +66,7 @@ VERSION   := $(shell sed -n 's/^\#define KAGE_VERSION *"\(.*\)"/\1/p' src/config
 
 ALL_CFLAGS = $(CPPFLAGS_KAGE) $(LLHTTP_CFLAGS) $(WARN) $(CFLAGS)
 
-.PHONY: all deps lint fuzz test test-unit test-integration test-threads tsan-canary bench demo clean install
+.PHONY: all deps lint fuzz soak test test-unit test-integration test-threads tsan-canary bench demo clean install
 .DEFAULT_GOAL := all
 
 all: $(B)/kage $(TOOL_BIN) $(PLUGIN_SO) $(if $(SAN),,kage)
@@ -185,6 +185,11 @@ bench: all
 	python3 bench/run.py --build $(B) $(BENCH_ARGS)
 	python3 bench/cost.py --build $(B) --modes off,on,scraped,noop-plugin $(COST_ARGS)
 	python3 bench/comparator.py --build $(B) $(COMPARATOR_ARGS)
+
+# 10 minutes of mixed traffic against a fault-injecting shadow, then checks
+# that kage came back to rest (tools/soak.py --help).
+soak: all
+	python3 tools/soak.py --build $(B) $(SOAK_ARGS)
 
 demo: all
 	python3 tools/demo.py --build $(B) $(DEMO_ARGS)

@@ -18,6 +18,9 @@
 /* Accepts per admin_service() call: a burst waits for the next round
  * instead of holding the comparator. */
 #define ACCEPT_BATCH 16
+/* Out of descriptors: how long the listener is left out of poll(). The
+ * comparator polls at least once a second, so a retry comes within that. */
+#define ACCEPT_BACKOFF_NS (100 * 1000000LL)
 /* The handler's scratch buffer is kept between requests up to this size. */
 #define SCRATCH_KEEP (1u << 20)
 
@@ -46,6 +49,8 @@ struct admin {
 	void *arg;
 	unsigned nconns;
 	size_t pending;			/* answer bytes held by AC_WRITE connections */
+	int64_t accept_resume;		/* out of descriptors: listener off until then */
+	bool accept_starved;		/* warned for this episode */
 	struct jbuf body;		/* the handler's scratch, reused */
 	int map[ADMIN_POLLFDS];		/* pollfd entry -> connection (-1: listener) */
 	struct aconn c[ADMIN_MAX_CONNS];
@@ -308,11 +313,19 @@ static void accept_some(struct admin *a, int64_t now)
 			return;
 		int fd = accept4(a->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
-				log_warn("--admin: accept: %s", strerror(errno));
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+			    errno == ECONNABORTED)
+				return;
+			/* EMFILE and kin: the listener stays readable, so polling
+			 * it again would spin; leave it out of poll() a while. */
+			if (!a->accept_starved)
+				log_warn("--admin: accept: %s; retrying every %d ms", strerror(errno),
+					 (int)(ACCEPT_BACKOFF_NS / 1000000));
+			a->accept_starved = true;
+			a->accept_resume = now + ACCEPT_BACKOFF_NS;
 			return;
 		}
+		a->accept_starved = false;
 		struct aconn *c = free_slot(a);
 		c->fd = fd;
 		c->state = AC_READ;
@@ -340,7 +353,7 @@ static bool all_writing(const struct admin *a)
 size_t admin_pollfds(struct admin *a, struct pollfd *p)
 {
 	size_t n = 0;
-	if (!all_writing(a)) {
+	if (!all_writing(a) && !a->accept_resume) {
 		a->map[n] = -1;
 		p[n++] = (struct pollfd){ .fd = a->lfd, .events = POLLIN };
 	}
@@ -376,6 +389,10 @@ void admin_service(struct admin *a, const struct pollfd *p, size_t n, int64_t no
 			conn_event(a, &a->c[a->map[i]], p[i].revents, now);
 	}
 	expire(a, now);
+	if (a->accept_resume && now >= a->accept_resume) {
+		a->accept_resume = 0;
+		acceptable = true;	/* try once: the backlog may hold a scrape */
+	}
 	if (acceptable)
 		accept_some(a, now);
 }

@@ -419,6 +419,12 @@ static void process(struct comparator *c, const struct record *rec)
 
 /* --- the loop ------------------------------------------------------------------------ */
 
+static bool past_deadline(struct comparator *c)
+{
+	int64_t d = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
+	return d && now_ns() >= d;
+}
+
 static size_t drain_queues(struct comparator *c)
 {
 	size_t n = 0;
@@ -427,9 +433,12 @@ static size_t drain_queues(struct comparator *c)
 		struct record *rec;
 		/* A bounded batch per shard keeps the others from waiting. */
 		for (int k = 0; k < 64 && (rec = spsc_pop(&sh->to_cmp)); k++) {
-			process(c, rec);
-			/* The return queue is as large as the outgoing one and a
-			 * record is in at most one of them: this cannot fail. */
+			if (past_deadline(c))
+				atomic_fetch_add_explicit(&c->ctr.abandoned, 1, memory_order_relaxed);
+			else
+				process(c, rec);
+			/* A shard holds at most as many records as this queue
+			 * takes (shadow.c, RECORD_QUEUE): this cannot fail. */
 			while (!spsc_push(&sh->from_cmp, rec))
 				sched_yield();
 			n++;
@@ -571,6 +580,13 @@ int comparator_start(struct comparator *c)
 	pthread_setname_np(c->thread, "kage-compare");
 	c->started = true;
 	return 0;
+}
+
+void comparator_set_deadline(struct comparator *c, int64_t mono_ns)
+{
+	int64_t cur = atomic_load_explicit(&c->deadline_ns, memory_order_relaxed);
+	if (!cur || mono_ns < cur)
+		atomic_store_explicit(&c->deadline_ns, mono_ns ? mono_ns : 1, memory_order_relaxed);
 }
 
 void comparator_finish(struct comparator *c)

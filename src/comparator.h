@@ -56,6 +56,7 @@ struct comparator_counters {
 	_Atomic uint64_t mismatched;
 	_Atomic uint64_t logged;	/* lines written */
 	_Atomic uint64_t lost;		/* lines the log could not take */
+	_Atomic uint64_t abandoned;	/* not compared: left at the drain deadline */
 	_Atomic uint64_t backend_matched[KAGE_MAX_BACKENDS];
 	_Atomic uint64_t backend_mismatched[KAGE_MAX_BACKENDS];
 	_Atomic uint64_t backend_errors[KAGE_MAX_BACKENDS];
@@ -70,6 +71,8 @@ struct comparator {
 	int wake_fd;
 	_Atomic int sleeping;
 	_Atomic int stop;		/* shards are gone: drain and exit */
+	_Atomic int64_t deadline_ns;	/* monotonic; past it records are abandoned
+					 * uncompared (0: none) */
 
 	int log_fd;			/* diff log */
 	bool log_broken;		/* a write failed for good (EPIPE): stop trying */
@@ -106,7 +109,13 @@ int comparator_init(struct comparator *c, const struct kage_config *cfg, struct 
 /* Serve `admin` from the comparator thread (call before comparator_start). */
 void comparator_serve_admin(struct comparator *c, struct admin *admin, struct server *srv);
 int comparator_start(struct comparator *c);
-/* The shards have exited: process what is left, flush, join. */
+/*
+ * Draining: records still queued at `mono_ns` (now_ns() clock) are returned
+ * uncompared and counted as abandoned, so a comparator behind (a slow hook)
+ * cannot hold kage past --drain-timeout.
+ */
+void comparator_set_deadline(struct comparator *c, int64_t mono_ns);
+/* The shards have exited: process what is left (up to the deadline), flush, join. */
 void comparator_finish(struct comparator *c);
 void comparator_destroy(struct comparator *c);
 

@@ -32,7 +32,7 @@ enum shadow_reason {
 	SKIP_BODY,		/* request body over --shadow-body-max */
 	SKIP_OVERLOAD,		/* --shadow-max-inflight reached */
 	SKIP_MEMORY,		/* --shadow-memory exhausted */
-	SKIP_QUEUE,		/* comparator queue full: record dropped */
+	SKIP_QUEUE,		/* the comparator is a full queue behind: not sent */
 	SKIP_PLUGIN,		/* a plugin hook failed or answered something invalid */
 	SKIP_UPGRADE,		/* Upgrade requests are never shadowed */
 	SKIP_CLIENT,		/* the client went away mid-request */
@@ -92,7 +92,7 @@ struct shard_counters {
 	counter_t shadow_sent;		/* shadow requests sent (one per shadow) */
 	counter_t shadow_inflight;	/* gauge: records not yet handed over */
 	counter_t records_queued;
-	counter_t records_dropped;	/* queue full */
+	counter_t records_dropped;	/* lost at the hand-over (never, by design) */
 	counter_t plugin_errors;	/* a hook returned an error */
 	counter_t plugin_rejected;	/* a hook answered something kage refused */
 

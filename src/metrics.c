@@ -103,6 +103,7 @@ static void totals_read(struct comparator *c, struct totals *t)
 	memset(t, 0, sizeof *t);
 	for (unsigned s = 0; s < c->nshards; s++)
 		add_shard(t, &c->shards[s], c->cfg->nbackends);
+	t->dropped += atomic_load_explicit(&c->ctr.abandoned, memory_order_relaxed);
 }
 
 static uint64_t cctr(_Atomic uint64_t *v)
@@ -352,7 +353,7 @@ static void write_comparisons_of(struct comparator *c, struct jbuf *b, unsigned 
 static void write_comparisons(struct comparator *c, const struct totals *t, struct jbuf *b)
 {
 	counter1(b, "kage_records_queued_total", "Comparison records handed to the comparator.", t->queued);
-	counter1(b, "kage_records_dropped_total", "Comparison records dropped: the comparator queue was full.",
+	counter1(b, "kage_records_dropped_total", "Records never compared: left in the queue at the --drain-timeout deadline (a comparator a queue behind otherwise makes shadows skip, reason queue_full).",
 		 t->dropped);
 	gauge1(b, "kage_comparator_queue_depth", "Records waiting in the queues to the comparator.",
 	       t->queue_depth);
@@ -379,7 +380,7 @@ static void write_uring(const struct totals *t, struct jbuf *b)
 {
 	counter1(b, "kage_io_uring_submissions_total", "Submission queue entries submitted.", t->sqes);
 	counter1(b, "kage_io_uring_enters_total", "io_uring_enter system calls.", t->enters);
-	counter1(b, "kage_io_uring_cq_overflows_total", "Completion queue overflows.", t->cq_overflows);
+	counter1(b, "kage_io_uring_cq_overflows_total", "Times a shard found its completion queue overflowed (completions held back by the kernel, or dropped); a steady rise means --ring-entries is too small.", t->cq_overflows);
 	counter1(b, "kage_io_uring_enobufs_total",
 		 "Receives that found the provided-buffer ring empty (ENOBUFS).", t->enobufs);
 }

@@ -249,9 +249,12 @@ static void serve_signals(struct server *srv, const sigset_t *set)
 				log_info("%s: draining (up to %.1f s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 					 srv->cfg->drain_timeout);
 				atomic_store_explicit(&srv->draining, true, memory_order_release);
+				comparator_set_deadline(&srv->cmp, now_ns() +
+								   sec_to_ns(srv->cfg->drain_timeout));
 			} else {
 				log_info("second signal: stopping now");
 				atomic_store_explicit(&srv->force, true, memory_order_release);
+				comparator_set_deadline(&srv->cmp, now_ns());
 			}
 			wake_all(srv);
 		}
@@ -281,6 +284,7 @@ static void summary(struct server *srv)
 		copied += CTR_GET(c, body_bytes_copied);
 	}
 	struct comparator_counters *cc = &srv->cmp.ctr;
+	dropped += atomic_load(&cc->abandoned);
 	log_info("served %llu requests; %llu shadowed records compared (%llu matched, %llu "
 		 "mismatched), %llu dropped, %llu lost by the diff log",
 		 (unsigned long long)requests,
@@ -390,6 +394,8 @@ int server_run(const struct kage_config *cfg, const struct kage_hooks *hooks)
 out_stop:
 	atomic_store_explicit(&srv->draining, true, memory_order_release);
 	atomic_store_explicit(&srv->force, status != 0, memory_order_release);
+	if (status != 0)
+		comparator_set_deadline(&srv->cmp, now_ns());
 	wake_all(srv);
 	for (unsigned i = 0; i < srv->nshards; i++)
 		shard_join(&srv->shards[i]);

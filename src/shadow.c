@@ -19,7 +19,14 @@
 #include "uring.h"
 #include "util.h"
 
-#define RECORD_QUEUE 4096	/* per shard, to the comparator and back */
+/*
+ * Per shard, to the comparator and back. It also bounds the records a shard
+ * holds at once (in flight, queued, being compared, on their way back), so
+ * neither queue can ever be full when pushed to: a comparator that falls
+ * behind shows as shadows skipped for queue_full, before they are sent, and
+ * no shadow's work is thrown away after it was done.
+ */
+#define RECORD_QUEUE 4096
 
 static const struct upstream_ops shadow_ops;
 static const struct upstream_ops master_capture_ops;
@@ -85,10 +92,18 @@ static void live_del(struct shard *sh, struct record *rec)
 	rec->next = rec->prev = NULL;
 }
 
+/* Handed over (or gone): no longer in flight on this shard. */
+static void retire(struct shard *sh, struct record *rec)
+{
+	live_del(sh, rec);
+	sh->records_active--;
+	CTR_SET(&sh->ctr, shadow_inflight, sh->records_active);
+}
+
 static void free_record(struct shard *sh, struct record *rec)
 {
 	if (!rec->queued)
-		live_del(sh, rec);
+		retire(sh, rec);
 	msg_release(&rec->req, &sh->shadow_bytes);
 	if (rec->req_body)
 		bytepool_put(&sh->shadow_bytes, rec->req_body, rec->req_body_cap);
@@ -100,7 +115,6 @@ static void free_record(struct shard *sh, struct record *rec)
 	}
 	objpool_put(&sh->record_pool, rec);
 	sh->records_live--;
-	CTR_SET(&sh->ctr, shadow_inflight, sh->records_live);
 }
 
 void shadow_fini(struct shard *sh)
@@ -145,11 +159,15 @@ static void maybe_complete(struct shard *sh, struct record *rec)
 		free_record(sh, rec);
 		return;
 	}
-	live_del(sh, rec);
+	/* Waiting for the comparator is not in flight: a slow comparator
+	 * shows as queue depth and, past the queue, as queue_full, never as
+	 * shadow overload. */
+	retire(sh, rec);
 	rec->queued = true;
 	if (!spsc_push(&sh->to_cmp, rec)) {
+		/* Cannot happen while records_live <= RECORD_QUEUE; counted
+		 * should that bound ever be broken. */
 		CTR_INC(&sh->ctr, records_dropped);
-		CTR_INC(&sh->ctr, shadow_skipped[SKIP_QUEUE]);
 		free_record(sh, rec);
 		return;
 	}
@@ -360,7 +378,11 @@ struct record *shadow_begin(struct shard *sh, struct client *cl)
 	}
 	if (nchosen == 0)
 		return NULL;
-	if (sh->records_live >= cfg->shadow_max_inflight) {
+	if (sh->records_live >= RECORD_QUEUE) {
+		skip(sh, SKIP_QUEUE, nchosen);
+		return NULL;
+	}
+	if (sh->records_active >= cfg->shadow_max_inflight) {
 		skip(sh, SKIP_OVERLOAD, nchosen);
 		return NULL;
 	}
@@ -372,7 +394,8 @@ struct record *shadow_begin(struct shard *sh, struct client *cl)
 		return NULL;
 	}
 	sh->records_live++;
-	CTR_SET(&sh->ctr, shadow_inflight, sh->records_live);
+	sh->records_active++;
+	CTR_SET(&sh->ctr, shadow_inflight, sh->records_active);
 	live_add(sh, rec);
 	rec->shard = sh->id;
 	rec->seq = ++sh->record_seq;
@@ -640,6 +663,11 @@ void shadow_master_end(struct shard *sh, struct record *rec, enum backend_error 
 
 void shadow_client_done(struct shard *sh, struct record *rec)
 {
+	/* The exchange ended before its request was whole (master unreachable
+	 * before the head went out, a refusal): nothing will dispatch the
+	 * shadows now, so the record must not wait for them. */
+	if (!rec->req_done)
+		shadow_abort(sh, rec);
 	rec->client_holds = false;
 	maybe_complete(sh, rec);
 }

@@ -242,6 +242,7 @@ static void on_accept(struct shard *sh, const struct uring_event *ev)
 	if (!(ev->flags & UEV_MORE))
 		sh->accepting = false;
 	if (ev->res >= 0) {
+		sh->accept_starved = false;
 		if (sh->draining)
 			uring_close_fd(sh->ring, ev->res);
 		else
@@ -252,9 +253,10 @@ static void on_accept(struct shard *sh, const struct uring_event *ev)
 		   ev->res == -ENOMEM) {
 		/* Out of descriptors or memory: back off instead of spinning on
 		 * an accept that fails at once, and try again shortly. */
-		if (!timer_armed(&sh->accept_retry))
-			log_warn("accept: %s; retrying in %lld ms", strerror(-ev->res),
+		if (!sh->accept_starved)
+			log_warn("accept: %s; retrying every %lld ms", strerror(-ev->res),
 				 ACCEPT_RETRY_NS / NS_PER_MSEC);
+		sh->accept_starved = true;
 		pause_accept(sh);
 		timer_start(&sh->timers, &sh->accept_retry, sh->tq_accept, sh->now, on_accept_retry);
 		return;

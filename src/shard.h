@@ -162,6 +162,7 @@ struct shard {
 
 	bool accepting;		/* multishot accept armed */
 	bool accept_paused;	/* max-conns or EMFILE */
+	bool accept_starved;	/* EMFILE episode: warned once, until an accept succeeds */
 	bool draining;
 	bool forced;		/* the drain deadline passed: everything was cut */
 	bool started;
@@ -180,6 +181,8 @@ struct shard {
 	uint64_t method_mask;		/* --shadow-methods as llhttp method bits */
 	uint64_t record_seq;
 	unsigned records_live;		/* allocated and not yet returned */
+	unsigned records_active;	/* of those, not yet handed over: the ones
+					 * --shadow-max-inflight bounds */
 	struct record *live;		/* records not yet handed over */
 	bool cmp_wake_inflight;
 	uint64_t cmp_wake_val;

@@ -398,8 +398,15 @@ static uint32_t event_flags(const struct io_uring_cqe *cqe)
 	return f;
 }
 
+/*
+ * koverflow counts only completions the kernel dropped; normally it keeps
+ * them on a list and raises IORING_SQ_CQ_OVERFLOW until they fit. Both mean
+ * the ring is too small for the load: count the times either is seen.
+ */
 static void note_overflow(struct uring *u)
 {
+	if (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+		u->stats.cq_overflows++;
 	unsigned ov = *u->ring.cq.koverflow;
 	if (ov != u->last_overflow) {
 		u->stats.cq_overflows += ov - u->last_overflow;

@@ -61,7 +61,7 @@ struct uring_info {
 struct uring_stats {
 	uint64_t enters;	/* io_uring_enter calls made by uring_wait */
 	uint64_t sqes;		/* entries submitted */
-	uint64_t cq_overflows;	/* times the kernel reported CQ overflow */
+	uint64_t cq_overflows;	/* waits that found the CQ overflowed, + drops */
 	uint64_t enobufs;	/* recvs that found their buffer ring empty */
 };
 

@@ -9,11 +9,14 @@ start), exit 0 on SIGTERM.
 
 KAGE_QUICK=1 runs the heavy ones with less load.
 
-Four tests fail on kage bugs found here (kept failing until fixed):
-  OutOfDescriptors.test_emfile_admin_scrape_does_not_spin
-  OutOfDescriptors.test_emfile_shadowed_request_refused_releases_its_record
-  SlowComparator.test_slow_comparator_is_not_reported_as_shadow_overload
-  SlowComparator.test_sigterm_with_the_comparator_behind_is_bounded"""
+Regression tests of the bugs this module found: the admin listener spun
+on EMFILE (test_emfile_admin_scrape_does_not_spin); a shadowed request
+refused for lack of a descriptor leaked its record
+(test_emfile_shadowed_request_refused_releases_its_record); a slow
+comparator was reported as shadow overload
+(test_slow_comparator_is_not_reported_as_shadow_overload); SIGTERM waited
+for the whole comparator queue past --drain-timeout
+(test_sigterm_with_the_comparator_behind_is_bounded)."""
 import json
 import os
 import random
@@ -406,11 +409,16 @@ class OutOfDescriptors(HealthCase):
         socks, took = self.fill(kg, 80)
         self.assertLess(took, 80 - 10, "kage accepted past its descriptor limit?")
         self.assertGreater(took, 30)
+        w0 = kg.stderr().count("accept: Too many open files")
         cpu0, t0 = fk.cpu_seconds(kg.pid), time.monotonic()
         time.sleep(2.0)
         cpu = fk.cpu_seconds(kg.pid) - cpu0
         self.assertLess(cpu, 0.3, f"kage used {cpu:.2f}s of CPU in {time.monotonic() - t0:.1f}s "
                         f"out of descriptors: {fk.thread_cpu(kg.pid)}")
+        # retried every 100 ms, warned once per episode (it was every retry)
+        w1 = kg.stderr().count("accept: Too many open files")
+        self.assertGreaterEqual(w1, 1)
+        self.assertLessEqual(w1 - w0, 1, f"{w1 - w0} accept warnings in 2 s of one episode")
         # a request on a connection kage holds
         s0 = socks[0]
         rd = Reader(s0, timeout=5)
@@ -471,7 +479,7 @@ class OutOfDescriptors(HealthCase):
         self.assertLess(cpu, 0.3, f"kage used {cpu:.2f}s of CPU in {time.monotonic() - t0:.1f}s with "
                         f"an admin connection waiting out of descriptors: {per_thread}; "
                         f"{warns} '--admin: accept' warnings logged")
-        self.assertLess(warns, 100, f"{warns} '--admin: accept' warnings logged")
+        self.assertLessEqual(warns, 2, f"{warns} '--admin: accept' warnings logged (one per episode)")
         self.assert_healthy(kg)
         self.stop_clean(kg, within=5)
 
@@ -491,7 +499,9 @@ class OutOfDescriptors(HealthCase):
         if r.status == 200:
             self.skipTest("master had a pooled connection: no 502 to look at")
         self.assertTrue(kage_error(r, 502), r)
-        self.assert_healthy(kg, unsent=1, settle=4)
+        m = self.assert_healthy(kg, settle=4)	# accounted: no shadow left pending
+        skipped = m.by_label("kage_shadows_skipped_total", "reason")
+        self.assertEqual(skipped["client_gone"], 1, skipped)	# never whole: not sent
         self.stop_clean(kg, within=3)
 
 
@@ -551,6 +561,9 @@ class Exhaustion(HealthCase):
         for i, c in enumerate(clients):
             self.assertEqual(c.errors, [], f"client {i}")
         m = self.assert_healthy(kg)
+        # the kernel keeps overflowed completions (koverflow stays 0): the
+        # metric must still see the ring was too small
+        self.assertGreater(m.get("kage_io_uring_cq_overflows_total"), 0)
         print(f"\n  --ring-entries 2: kage_io_uring_cq_overflows_total "
               f"{m.get('kage_io_uring_cq_overflows_total'):.0f}, "
               f"{m.get('kage_io_uring_enters_total'):.0f} enters for "
@@ -592,47 +605,52 @@ class SlowComparator(HealthCase):
             self.assertEqual(c.errors, [], f"client {i}")
         return clients
 
-    def test_queue_full_drops_records_not_requests(self):
+    def test_comparator_backlog_skips_shadows_as_queue_full(self):
         """With --shadow-max-inflight above the queue's 4096 records, the
-        comparator's queue fills: records are dropped and counted as
-        queue_full (exit summary and /metrics agree); clients never wait."""
+        comparator falls a whole queue behind: further shadows are skipped
+        before they are sent and counted as queue_full (exit summary and
+        /metrics agree); no record is dropped after its shadow was sent,
+        every sent one is compared, and clients never wait."""
         kg = self.start_slow("--shadow-max-inflight", "100000")
         clients = self.blast(kg, per=scaled(800, 600))
         worst = max(max(c.latencies) for c in clients)
         self.assertLess(worst, 1.0, "a client waited on the comparator")
         m = self.metrics(kg)
-        dropped = m.get("kage_records_dropped_total")
-        self.assertGreater(dropped, 0, "the queue never filled")
+        skipped = m.by_label("kage_shadows_skipped_total", "reason")
+        self.assertGreater(skipped["queue_full"], 0, "the queue never filled")
+        self.assertLessEqual(m.get("kage_comparator_queue_depth"), 4096)
         os.unlink(kg.flag)	# the comparator catches up
         m = self.assert_healthy(kg)
         skipped = m.by_label("kage_shadows_skipped_total", "reason")
-        self.assertEqual(skipped["queue_full"], m.get("kage_records_dropped_total"))
+        self.assertEqual(m.get("kage_records_dropped_total"), 0)
         self.assertEqual(skipped["overload"], 0)
         summ = self.stop_clean(kg, within=5)
-        self.assertEqual(summ["dropped"], m.get("kage_records_dropped_total"))
-        self.assertEqual(summ["skipped"]["queue_full"], summ["dropped"])
-        self.assertEqual(summ["compared"] + summ["dropped"], summ["sent"])
+        self.assertEqual(summ["dropped"], 0)
+        self.assertEqual(summ["skipped"]["queue_full"], skipped["queue_full"])
+        self.assertEqual(summ["compared"], summ["sent"])
         with open(kg.flag + ".count") as f:
             self.assertEqual(int(f.read()), summ["compared"], "backends_finished calls")
-        print(f"\n  comparator queue full: {summ['sent']} shadows sent, {summ['compared']} "
-              f"compared, {summ['dropped']} dropped (queue_full); worst client latency "
+        print(f"\n  comparator a queue behind: {summ['sent']} shadows sent and compared, "
+              f"{summ['skipped']['queue_full']} skipped (queue_full); worst client latency "
               f"{worst * 1000:.0f} ms", flush=True)
 
     def test_slow_comparator_is_not_reported_as_shadow_overload(self):
         """The same with the default --shadow-max-inflight (1024): records
-        waiting for the comparator count as shadows in flight, so the
-        drops show as `overload` (the shadow backend too busy) though the
-        shadow answered everything in a millisecond, and queue_full stays 0.
-        What an operator must read: the comparator is behind."""
+        waiting for the comparator are not shadows in flight, so the skips
+        show as queue_full (the comparator is behind), never as overload
+        (the shadow backend too busy): the shadow answered everything in a
+        millisecond."""
         kg = self.start_slow()
         self.blast(kg, per=scaled(800, 600))
+        m = self.metrics(kg)
+        self.assertLessEqual(m.get("kage_shadow_records_inflight"), 1024)
         os.unlink(kg.flag)
         m = self.assert_healthy(kg)
         skipped = m.by_label("kage_shadows_skipped_total", "reason")
         inflight_help = [line for line in m.text.splitlines()
                          if line.startswith("# HELP kage_shadow_records_inflight")]
         self.stop_clean(kg, within=5)
-        self.assertGreater(skipped["queue_full"] + skipped["overload"], 0)
+        self.assertGreater(skipped["queue_full"], 0, skipped)
         self.assertEqual(skipped["overload"], 0,
                          f"records held up by a slow comparator counted as shadow overload: "
                          f"{skipped}; {inflight_help}")
