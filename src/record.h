@@ -25,6 +25,7 @@ struct capture {
 	uint8_t backend;		/* index into cfg->backends */
 	uint8_t error;			/* enum backend_error */
 	bool dispatched;		/* its request went out (shadows) */
+	bool retried;			/* sent again after a stale pooled connection */
 	bool done;
 	uint16_t status;
 	int64_t start_ns;		/* request sent (monotonic) */

@@ -534,14 +534,13 @@ static int munge(struct shard *sh, struct record *rec, unsigned b, const struct 
 	return rc == -1 ? -1 : 0;
 }
 
-static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
+enum leg_send { LEG_SENT, LEG_PLUGIN, LEG_MEMORY, LEG_CONNECT };
+
+/* Write the request for leg `c` and queue it on a connection to its
+ * backend (a new one when `fresh`). */
+static enum leg_send send_leg(struct shard *sh, struct record *rec, struct capture *c, bool fresh)
 {
 	unsigned b = c->backend;
-	if (!upstream_available(sh, (int)b)) {
-		skip(sh, SKIP_OVERLOAD, 1);
-		leg_done(sh, c, BERR_DROPPED);
-		return;
-	}
 	struct head_request_opts o = {
 		.rules = &sh->rules[b],
 		.client_addr = rec->client,
@@ -551,39 +550,54 @@ static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
 	shadow_session(sh, rec, &o);
 	size_t cap, len;
 	char *head = NULL;
-	if (sh->kh) {
-		int rc = munge(sh, rec, b, &o, &head, &cap, &len);
-		if (rc == -1) {
-			/* The hook failed for this shadow: it sits this request out. */
-			skip(sh, SKIP_PLUGIN, 1);
-			leg_done(sh, c, BERR_DROPPED);
-			return;
-		}
-	}
+	if (sh->kh && munge(sh, rec, b, &o, &head, &cap, &len) == -1)
+		return LEG_PLUGIN;
 	if (!head) {
 		head = bytepool_get(&sh->bytes, head_request_size(&rec->req, &o), &cap);
-		if (!head) {
-			skip(sh, SKIP_MEMORY, 1);
-			leg_done(sh, c, BERR_DROPPED);
-			return;
-		}
+		if (!head)
+			return LEG_MEMORY;
 		len = head_request_write(&rec->req, &o, head);
 	}
-	struct upstream *up = upstream_get(sh, (int)b, sh->tq_shadow[b], false, &shadow_ops, c);
+	struct upstream *up = upstream_get(sh, (int)b, sh->tq_shadow[b], fresh, &shadow_ops, c);
 	if (!up) {
 		bytepool_put(&sh->bytes, head, cap);
 		CTR_INC(&sh->ctr.backend[b], errors[BERR_CONNECT]);
-		leg_done(sh, c, BERR_CONNECT);
-		return;
+		return LEG_CONNECT;
 	}
 	c->up = up;
-	c->dispatched = true;
-	c->start_ns = sh->now;
 	struct outref ref = { .ptr = head, .arg = (uint32_t)cap, .kind = REF_BYTES };
 	outq_ref(sh, &up->c.out, head, len, ref);
 	send_body(sh, rec, up);
 	upstream_request_queued(sh, up, rec->req.method);
-	CTR_INC(&sh->ctr, shadow_sent);
+	return LEG_SENT;
+}
+
+static void dispatch(struct shard *sh, struct record *rec, struct capture *c)
+{
+	if (!upstream_available(sh, (int)c->backend)) {
+		skip(sh, SKIP_OVERLOAD, 1);
+		leg_done(sh, c, BERR_DROPPED);
+		return;
+	}
+	c->start_ns = sh->now;
+	switch (send_leg(sh, rec, c, false)) {
+	case LEG_SENT:
+		c->dispatched = true;
+		CTR_INC(&sh->ctr, shadow_sent);
+		return;
+	case LEG_PLUGIN:
+		/* The hook failed for this shadow: it sits this request out. */
+		skip(sh, SKIP_PLUGIN, 1);
+		leg_done(sh, c, BERR_DROPPED);
+		return;
+	case LEG_MEMORY:
+		skip(sh, SKIP_MEMORY, 1);
+		leg_done(sh, c, BERR_DROPPED);
+		return;
+	case LEG_CONNECT:
+		leg_done(sh, c, BERR_CONNECT);
+		return;
+	}
 }
 
 void shadow_request_end(struct shard *sh, struct record *rec)
@@ -751,9 +765,32 @@ static void leg_tunnel(struct upstream *up, const char *at, size_t len, uint32_t
 	leg_done(sh, c, BERR_MALFORMED);
 }
 
+/*
+ * A pooled connection the shadow had closed meanwhile resets at once, before
+ * any answer: as for master, an idempotent request is sent again, once, on
+ * a new connection, or every keep-alive race would be a "reset" record.
+ * The body is the record's copy, so one is no obstacle here.
+ */
+static bool leg_retry(struct shard *sh, struct capture *c, const struct upstream *up,
+		      enum backend_error err)
+{
+	struct record *rec = c->rec;
+	if (err != BERR_RESET || !up->reused || up->got_bytes || c->retried ||
+	    !http_method_idempotent(rec->req.method) || rec->body_over)
+		return false;
+	c->retried = true;
+	c->up = NULL;
+	CTR_INC(&sh->ctr.backend[c->backend], retries);
+	return send_leg(sh, rec, c, true) == LEG_SENT;
+}
+
 static void leg_error(struct upstream *up, enum backend_error err)
 {
-	leg_done(up->c.sh, leg_of(up), err);
+	struct shard *sh = up->c.sh;
+	struct capture *c = leg_of(up);
+	if (c->backend != 0 && leg_retry(sh, c, up, err))
+		return;
+	leg_done(sh, c, err);
 }
 
 static const struct upstream_ops shadow_ops = {

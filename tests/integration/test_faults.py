@@ -382,6 +382,52 @@ class KeepAliveRace(HealthCase):
         self.stop_clean(kg, within=5)
 
 
+    def test_shadow_closes_idle_connections_as_they_are_reused(self):
+        """The same race on the shadow side: a shadow that closes idle
+        keep-alive connections after 20 ms. A GET that meets a shadow
+        connection closing under it is sent again on a fresh one, so the
+        records show the shadow's answers, not a "reset" per race. Only
+        idempotent methods are sent again: a POST may record a reset."""
+        be = self.origin()
+        sb = closing_master(self.IDLE)
+        self.addCleanup(sb.close)
+        log = tempfile.NamedTemporaryFile(prefix="kage-race-", suffix=".jsonl", delete=False)
+        log.close()
+        self.addCleanup(os.unlink, log.name)
+        kg = self.start("--diff-log-all", "--diff-log", log.name, "--shadow-methods", "GET,POST",
+                        master=be.port, shadows=[("sandbox", sb.port)], ignore=False)
+        n = scaled(300, 100)
+        rng = random.Random(12)
+        s = self.connect(kg.port, timeout=10)
+        rd = Reader(s, timeout=10)
+        for i in range(n):
+            if i % 3 == 2:
+                s.sendall(request("POST", f"/size/{100 + i}", body=b"x" * rng.randrange(0, 3000)))
+            else:
+                s.sendall(request("GET", f"/size/{100 + i}"))
+            r = rd.response()
+            self.assertEqual((r.status, r.body), (200, fk.pattern(100 + i)), f"request {i}")
+            time.sleep(rng.uniform(self.IDLE - 0.003, self.IDLE + 0.003))
+        s.close()
+        def records():
+            with open(log.name) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        self.assertTrue(wait_for(lambda: len(records()) >= n, 8), len(records()))
+        errors = {}
+        for rec in records():
+            err = rec["backends"]["sandbox"]["error"]
+            if err:
+                errors.setdefault((rec["method"], err), []).append(rec["target"])
+        get_errors = {k: v for k, v in errors.items() if k[0] == "GET"}
+        self.assertEqual(get_errors, {}, "GET shadows recorded as failed")
+        m = self.metrics(kg)
+        retries = m.get("kage_backend_retries_total", backend="sandbox")
+        print(f"\n  shadow keep-alive race: {n} requests, {sb.connections} shadow connections, "
+              f"{retries:.0f} shadows sent again, POST shadow errors "
+              f"{ {k[1]: len(v) for k, v in errors.items()} }", flush=True)
+        self.stop_clean(kg, within=5)
+
+
 class OutOfDescriptors(HealthCase):
     """kage started with RLIMIT_NOFILE 64: accept hits EMFILE."""
 
