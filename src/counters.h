@@ -62,7 +62,8 @@ enum backend_error {
 struct backend_counters {
 	counter_t requests;		/* requests sent */
 	counter_t responses[6];		/* by class: [1]=1xx .. [5]=5xx, [0]=other */
-	counter_t errors[BERR_KINDS];
+	counter_t errors[BERR_KINDS];	/* connections that failed (a retried one too) */
+	counter_t failed[BERR_KINDS];	/* shadow exchanges that ended failed, after any retry */
 	counter_t connects;		/* connections opened */
 	counter_t reuses;		/* requests sent on a pooled connection */
 	counter_t retries;		/* idempotent requests retried after a stale connection */

@@ -40,7 +40,7 @@ static const char *const error_kinds[BERR_KINDS] = {
 /* --- one snapshot of the shards' counters ---------------------------------------- */
 
 struct backend_totals {
-	uint64_t requests, responses[6], errors[BERR_KINDS], connects, reuses, retries;
+	uint64_t requests, responses[6], errors[BERR_KINDS], failed[BERR_KINDS], connects, reuses, retries;
 };
 
 struct totals {
@@ -58,8 +58,10 @@ static void add_backend(struct backend_totals *t, struct backend_counters *c)
 	t->requests += CTR_GET(c, requests);
 	for (int k = 0; k < 6; k++)
 		t->responses[k] += CTR_GET(c, responses[k]);
-	for (int k = 0; k < BERR_KINDS; k++)
+	for (int k = 0; k < BERR_KINDS; k++) {
 		t->errors[k] += CTR_GET(c, errors[k]);
+		t->failed[k] += CTR_GET(c, failed[k]);
+	}
 	t->connects += CTR_GET(c, connects);
 	t->reuses += CTR_GET(c, reuses);
 	t->retries += CTR_GET(c, retries);
@@ -311,11 +313,11 @@ static void write_shadows(struct comparator *c, const struct totals *t, struct j
 		jb_printf(b, "kage_shadows_skipped_total{reason=\"%s\"} %" PRIu64 "\n",
 			  shadow_reason_name(r), t->skipped[r]);
 	family(b, "kage_shadow_failures_total", "counter",
-	       "Shadow exchanges that failed, by shadow backend and reason.");
+	       "Shadow exchanges that failed (after the one retry on a stale connection), by shadow backend and reason.");
 	for (unsigned i = 1; i < c->cfg->nbackends; i++)
 		for (int k = BERR_CONNECT; k <= BERR_MALFORMED; k++)
 			jb_printf(b, "kage_shadow_failures_total{backend=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
-				  c->cfg->backends[i].name, error_kinds[k], t->be[i].errors[k]);
+				  c->cfg->backends[i].name, error_kinds[k], t->be[i].failed[k]);
 	gauge1(b, "kage_shadow_records_inflight", "Shadowed requests not yet handed to the comparator.",
 	       t->inflight);
 }

@@ -482,6 +482,8 @@ static void mark_done(struct shard *sh, struct capture *c, enum backend_error er
 		return;
 	c->done = true;
 	c->error = (uint8_t)err;
+	if (c->backend && err >= BERR_CONNECT && err <= BERR_MALFORMED)
+		CTR_INC(&sh->ctr.backend[c->backend], failed[err]);
 	c->end_ns = sh->now;
 	c->up = NULL;
 	c->rec->legs_pending--;
