@@ -432,19 +432,29 @@ static void list_clear(struct cfg_list *l)
 	l->n = 0;
 }
 
+/* The array `v` of `n` elements with room for one more (doubling *cap as
+ * needed), or NULL with the error set; `v` is untouched then. */
+static void *array_room(struct parser *p, void *v, unsigned n, unsigned *cap, size_t size)
+{
+	if (n < *cap)
+		return v;
+	unsigned ncap = *cap ? *cap * 2 : 8;
+	void *nv = realloc(v, ncap * size);
+	if (!nv) {
+		fail_oom(p);
+		return NULL;
+	}
+	*cap = ncap;
+	return nv;
+}
+
 static struct arg *arglist_add(struct parser *p, struct arglist *l)
 {
-	if (l->n == l->cap) {
-		unsigned cap = l->cap ? l->cap * 2 : 16;
-		struct arg *v = realloc(l->v, cap * sizeof *v);
-		if (!v) {
-			fail_oom(p);
-			return NULL;
-		}
-		l->v = v;
-		l->cap = cap;
-	}
-	struct arg *a = &l->v[l->n++];
+	struct arg *v = array_room(p, l->v, l->n, &l->cap, sizeof *v);
+	if (!v)
+		return NULL;
+	l->v = v;
+	struct arg *a = &v[l->n++];
 	memset(a, 0, sizeof *a);
 	return a;
 }
@@ -865,17 +875,11 @@ static int apply_sample_key(struct parser *p, const struct arg *a)
 
 static struct edit_spec *edit_add(struct parser *p)
 {
-	if (p->nedits == p->edits_cap) {
-		unsigned cap = p->edits_cap ? p->edits_cap * 2 : 8;
-		struct edit_spec *v = realloc(p->edits, cap * sizeof *v);
-		if (!v) {
-			fail_oom(p);
-			return NULL;
-		}
-		p->edits = v;
-		p->edits_cap = cap;
-	}
-	struct edit_spec *e = &p->edits[p->nedits++];
+	struct edit_spec *v = array_room(p, p->edits, p->nedits, &p->edits_cap, sizeof *v);
+	if (!v)
+		return NULL;
+	p->edits = v;
+	struct edit_spec *e = &v[p->nedits++];
 	memset(e, 0, sizeof *e);
 	return e;
 }
@@ -1354,8 +1358,11 @@ static const struct opt opts[] = {
 		  "at all (default random)" },
 	{ .name = "shadow-max-inflight", .group = G_SHADOW, .type = T_UINT, .metavar = "N",
 	  FIELD(shadow_max_inflight), .umin = 1, .umax = 1048576,
-	  .help = "shadowed requests in flight per shard, 1 to 1048576; beyond it "
-		  "shadows are dropped and counted (default 1024)" },
+	  .help = "shadowed requests in flight per shard (sent, not yet answered), "
+		  "1 to 1048576; beyond it shadows are skipped and counted as "
+		  "overload. Records waiting for the comparator do not count: at most "
+		  "4096 per shard wait, beyond that shadows are skipped as queue_full "
+		  "(default 1024)" },
 	{ .name = "shadow-body-max", .group = G_SHADOW, .type = T_SIZE, .metavar = "BYTES",
 	  FIELD(shadow_body_max), .umin = 0, .umax = BODY_MAX_LIMIT,
 	  .help = "a request body larger than this is not shadowed (counted), up to "

@@ -116,6 +116,24 @@ static inline const uint8_t *crlf_flood(void)
 	return f;
 }
 
+/* Feed the flood before the first message: the input must still be
+ * consumed, or refused. True when the parser refused it. */
+static inline bool feed_crlf_flood(struct http_parser *p)
+{
+	const uint8_t *f = crlf_flood();
+	size_t at = 0, used;
+	while (at < FLOOD_LEN) {
+		enum http_event e = http_parse(p, (const char *)f + at, FLOOD_LEN - at, &used);
+		at += used;
+		FUZZ_CHECK(e == HEV_MORE || e == HEV_ERROR, "event %d in empty lines", e);
+		if (e == HEV_ERROR)
+			return true;
+		FUZZ_CHECK(used > 0 || at == FLOOD_LEN,
+			   "HEV_MORE without progress after %zu bytes of empty lines", at);
+	}
+	return false;
+}
+
 /* A copy of [p, p+n) in a heap block of exactly n bytes (1 when n == 0). */
 static inline char *piece_dup(const uint8_t *p, size_t n)
 {
