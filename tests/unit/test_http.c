@@ -152,6 +152,9 @@ static const struct verdict request_verdicts[] = {
 	{ "GET / HTTP/1.1\r\nHost: a\r\n\n", 400 },
 	{ "\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },		/* bare LF before the request */
 	{ "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0 },		/* an empty line first is fine */
+	/* a body's last CR and the next message's first LF are no CRLF */
+	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0 },
 	{ "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400 },		/* bare CR */
 	{ "GET / HTTP/1.1\r\nHost: a\r\nX: \rTransfer-Encoding: chunked\r\n\r\n", 400 },
 	{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
