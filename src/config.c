@@ -1146,6 +1146,9 @@ static int check_json_pointer(struct parser *p, const struct arg *a)
 		if (is_ctl(*v))
 			return fail(p, a, "the JSON Pointer holds a control character");
 	}
+	/* As for paths: almost surely a quoting slip, and --config trims it. */
+	if (v > a->value && v[-1] == ' ')
+		return fail(p, a, "the JSON Pointer ends with a space");
 	return 0;
 }
 

@@ -558,6 +558,7 @@ static const struct error_case error_cases[] = {
 	{ { "--ignore-json", "a" }, "--ignore-json: a JSON Pointer is empty or starts with '/', got \"a\"" },
 	{ { "--ignore-json", "/a~2" }, "--ignore-json: '~' must be followed by 0 or 1 in a JSON Pointer, got \"/a~2\"" },
 	{ { "--ignore-json", "/a~" }, "--ignore-json: '~' must be followed by 0 or 1 in a JSON Pointer, got \"/a~\"" },
+	{ { "--ignore-json", "/met   " }, "--ignore-json: the JSON Pointer ends with a space" },
 	{ { MASTER, "--reference", "nobody" }, "--reference: no shadow named \"nobody\"" },
 	{ { MASTER, "--reference", "prod" },
 	  "--reference: \"prod\" is the master; the reference is a shadow running master's code" },
