@@ -2430,7 +2430,15 @@ size_t diff_place(const struct diff_item *it, char *out, size_t cap)
 
 	if (!cap)
 		return 0;
-	n = MIN(n, cap - 1);
+	if (n > cap - 1) {
+		/* Cut before a UTF-8 sequence or a ~0/~1 escape that would not
+		 * fit whole: a cut place is still a valid pointer and valid text. */
+		n = cap - 1;
+		while (n && ((unsigned char)p[n] & 0xC0) == 0x80)
+			n--;
+		if (n && p[n - 1] == '~')
+			n--;
+	}
 	memcpy(out, p, n);
 	out[n] = '\0';
 	return n;

@@ -175,7 +175,8 @@ bool diff_matches(const struct diff_result *r);
  * The item's place for statistics: the JSON Pointer with array indexes
  * replaced by `*`, the header name, "status", "error", or "body" for byte
  * diffs. Writes a NUL-terminated string of at most cap-1 bytes, returns
- * its length.
+ * its length; a place cut to fit ends before the escape or UTF-8 sequence
+ * that did not fit, so it stays a valid pointer.
  */
 size_t diff_place(const struct diff_item *it, char *out, size_t cap);
 

@@ -1273,6 +1273,18 @@ static void test_place(void)
 	CU_ASSERT_EQUAL(diff_place(find("/items/1/name"), place, 5), 4);
 	CU_ASSERT_STRING_EQUAL(place, "/ite");
 	CU_ASSERT_EQUAL(diff_place(find("/items/1/name"), place, 0), 0);
+
+	/* a cut never splits an escape or a UTF-8 sequence (fuzz_diff) */
+	CU_ASSERT_EQUAL_FATAL(json_diff("{\"a/b\":1,\"\u00e9t\u00e9\":1}",
+					"{\"a/b\":2,\"\u00e9t\u00e9\":2}"), 2);
+	CU_ASSERT_EQUAL(diff_place(find("/a~1b"), place, 4), 2);	/* not "/a~" */
+	CU_ASSERT_STRING_EQUAL(place, "/a");
+	CU_ASSERT_EQUAL(diff_place(find("/a~1b"), place, 5), 4);
+	CU_ASSERT_STRING_EQUAL(place, "/a~1");
+	CU_ASSERT_EQUAL(diff_place(find("/\xc3\xa9t\xc3\xa9"), place, 3), 1);	/* not half of é */
+	CU_ASSERT_STRING_EQUAL(place, "/");
+	CU_ASSERT_EQUAL(diff_place(find("/\xc3\xa9t\xc3\xa9"), place, 5), 4);
+	CU_ASSERT_STRING_EQUAL(place, "/\xc3\xa9t");
 }
 
 static void test_reuse(void)
