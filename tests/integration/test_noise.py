@@ -67,7 +67,7 @@ class Noise(Case):
         kg, recs = self.run_traffic()
         self.check_records(recs)
         self.check_summary(kg.stderr(), recs)
-        self.check_report()
+        self.check_report(recs)
 
     # --- the diff log -----------------------------------------------------------------
 
@@ -155,7 +155,7 @@ class Noise(Case):
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout
 
-    def check_report(self):
+    def check_report(self, recs):
         rep = json.loads(self.report("--json", "--top", "100"))
         odd = sum(1 for i in USER_IDS if i % 2)
         self.assertEqual(rep["logging"], "all")
@@ -163,13 +163,23 @@ class Noise(Case):
         self.assertEqual([(p["endpoint"], p["backend"], p["kind"], p["where"], p["count"])
                           for p in rep["top_places"]], [(USERS, "candidate", "body", "/user/name", odd)])
         self.assertAlmostEqual(rep["top_places"][0]["share"], odd / len(USER_IDS))
-        # The stamps: for both shadows on both endpoints, on every record, noise only.
-        self.assertEqual(sorted((p["endpoint"], p["backend"], p["where"], p["noise"]) for p in rep["noise_places"]),
-                         sorted((ep, b, w, n) for ep, n in ((USERS, len(USER_IDS)), (ORDERS, len(ORDER_IDS)))
-                                for b in ("candidate", "reference") for w in NOISE))
+        # The stamps: for both shadows on both endpoints, in every record
+        # where they differ, and only ever listed as noise (a same-microsecond
+        # "ts", see check_records, is one record less for the reference and
+        # one record where the candidate's "ts" is not marked noise).
+        seen = {}
+        for r in recs:
+            for key in {(r["endpoint"], d["backend"], d["where"]) for d in r["diffs"] if d["where"] in NOISE}:
+                seen[key] = seen.get(key, 0) + 1
+        self.assertEqual(sorted(seen), sorted((ep, b, w) for ep in (USERS, ORDERS)
+                                              for b in ("candidate", "reference") for w in NOISE))
+        self.assertEqual(sorted((p["endpoint"], p["backend"], p["where"], p["noise"] + p["count"])
+                                for p in rep["noise_places"]), sorted((*k, n) for k, n in seen.items()))
         eps = {e["endpoint"]: e for e in rep["endpoints"]}
-        self.assertEqual(eps[USERS]["backends"]["candidate"]["mismatched"], odd)
-        self.assertEqual(eps[ORDERS]["backends"]["candidate"]["mismatched"], 0)
+        for ep in (USERS, ORDERS):
+            want = sum(1 for r in recs if r["endpoint"] == ep and not r["match"])
+            self.assertEqual(eps[ep]["backends"]["candidate"]["mismatched"], want)
+        self.assertGreaterEqual(eps[USERS]["backends"]["candidate"]["mismatched"], odd)
         for e in eps.values():
             self.assertEqual(e["backends"]["reference"]["mismatched"], 0)
             self.assertEqual(e["backends"]["reference"]["role"], "reference")
@@ -179,6 +189,6 @@ class Noise(Case):
         self.assertEqual(len(rows), 2, text)  # column header + one place
         self.assertEqual(rows[1].split(), ["GET", "/json/users/:id", "candidate", "body", "/user/name",
                                            str(odd), "%.1f%%" % (100.0 * odd / len(USER_IDS)), "0"], text)
-        noise_rows = section(text, "NOISE ONLY")[1:]
+        noise_rows = section(text, "NOISE (")[1:]
         self.assertEqual(len(noise_rows), 8, text)
         self.assertTrue(all(row.split()[4] in NOISE for row in noise_rows), text)

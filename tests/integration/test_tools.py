@@ -161,6 +161,32 @@ class Report(Case):
         out = self.report("--top", "1", path)
         self.assertIn("... 2 more places (--top)", out)
 
+    def test_noise_rule_as_kage_summary(self):
+        """A noisy place where master and reference once agreed (two equal
+        timestamps): that record's candidate "ts" is not marked noise, yet
+        the place is noise, as in kage's exit summary (--noise-relative).
+        The regression: it was listed as a real difference."""
+        recs = []
+        for i in range(20):
+            same_ts = i == 8
+            ds = [] if same_ts else [diff("ref", "body", "/ts", True)]
+            ds.append(diff("cand", "body", "/ts", not same_ts))
+            if i % 2:
+                ds.append(diff("cand", "body", "/name"))
+            recs.append(record("GET /u/:id", i, {"production": 1.0, "cand": 1.0, "ref": 1.0}, ds,
+                               not (i % 2 or same_ts)))
+        path = self.write_log(recs)
+        rep = json.loads(self.report("--json", path))
+        self.assertEqual(rep["reference"], "ref")
+        self.assertEqual([(p["backend"], p["where"], p["count"]) for p in rep["top_places"]], [("cand", "/name", 10)])
+        self.assertEqual(sorted((p["backend"], p["where"], p["noise"], p["count"]) for p in rep["noise_places"]),
+                         [("cand", "/ts", 19, 1), ("ref", "/ts", 19, 0)])
+        # the records' own verdict stands: record 8 did mismatch
+        self.assertEqual(rep["endpoints"][0]["backends"]["cand"]["mismatched"], 11)
+        # a candidate that really differs more often than the reference is listed
+        rep = json.loads(self.report("--json", "--noise-relative", "0.01", path))
+        self.assertEqual([p["where"] for p in rep["top_places"]], ["/name", "/ts"])
+
     def test_malformed_lines_and_empty_input(self):
         path = self.write_log(crafted_log()[:2], tail="not json\n" + json.dumps(crafted_log()[2]) + "\n")
         rep = json.loads(self.report("--json", path))
