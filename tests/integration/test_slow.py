@@ -19,6 +19,11 @@ from healthcase import HealthCase, scaled
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+# Sanitizer builds (build/san-*) hold several times the memory per
+# allocation (TSan about 5x here): memory bounds widen by this much.
+MEM_SLACK = 8 if "san-" in os.environ.get("KAGE_BUILD", "") else 1
+
+
 def loadgen(*args):
     return subprocess.Popen([sys.executable, os.path.join(HERE, "loadgen.py"), *map(str, args)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -55,6 +60,7 @@ class SlowClients(HealthCase):
         be = self.origin()
         kg = self.start("--client-timeout", "2", master=be.port, threads=2)
         n = scaled(3000, 500)
+        rss0 = kg.rss_kib()
         p = self.lg("slowloris", "--port", kg.port, "--conns", n, "--interval", 0.25,
                     "--max-seconds", 20)
         lat, bad = [], []
@@ -81,8 +87,10 @@ class SlowClients(HealthCase):
         out = p.stdout.readline()
         self.assertTrue(out, p.stderr.read())
         res = json.loads(out)
+        rss1 = kg.rss_kib()
         print(f"\n  slowloris: {res}; ordinary requests meanwhile: {len(lat)}, worst "
-              f"{max(lat) * 1000:.0f} ms", flush=True)
+              f"{max(lat) * 1000:.0f} ms; RSS {rss0} KiB before, {rss1} after the crowd", flush=True)
+        self.assertLess((rss1 - rss0) * 1024 / n, 16384 * MEM_SLACK, "slowloris heads held too much memory")
         self.assertEqual(bad, [])
         self.assertGreater(len(lat), 20)
         self.assertLess(max(lat), 1.0, "an ordinary client waited behind the slowloris crowd")
@@ -154,6 +162,7 @@ class SlowClients(HealthCase):
         be = self.origin(threads=2)
         kg = self.start("--client-timeout", "60", "--diff-log", "/dev/null", master=be.port, threads=2)
         own = sum(kg.base.values())
+        rss0 = kg.rss_kib()
         window = 10	# requests in flight per client process
         # Each shard keeps its own pool of master connections, which may grow
         # to all the requests in flight at once (2 x window): 2 shards x that,
@@ -172,6 +181,7 @@ class SlowClients(HealthCase):
         self.assertTrue(wait_for(lambda: self.census(kg).get("client", 0) == n, 20),
                         f"kage holds {self.census(kg).get('client')} of {n}")
         fds_held = sum(self.census(kg).values())
+        rss_held = kg.rss_kib()
         self.assertEqual(self.metrics(kg).get("kage_connections_open"), n)
         t1 = time.monotonic()
         for g in gens:
@@ -184,6 +194,7 @@ class SlowClients(HealthCase):
             results.append(json.loads(line))
         answered = time.monotonic() - t1
         peak = sum(self.census(kg).values())
+        rss_after = kg.rss_kib()
         self.assertEqual(self.metrics(kg).get("kage_connections_open"), n,
                          f"connections lost while they were answered: {results} "
                          f"{kg.stderr()[-1500:]}")
@@ -198,5 +209,15 @@ class SlowClients(HealthCase):
         for r, k in zip(results, halves):
             self.assertEqual((r["ok"], r["nerrors"]), (k, 0), r)
         m = self.assert_healthy(kg, settle=20)
+        rss_end = kg.rss_kib()
+        per_conn = (rss_held - rss0) * 1024 / n
+        print(f"  RSS: {rss0} KiB at start, {rss_held} holding {n} idle connections "
+              f"({per_conn:.0f} bytes each), {rss_after} after every one was answered, "
+              f"{rss_end} after they closed; descriptors {sum(self.census(kg).values())} "
+              f"after they closed (start {own})", flush=True)
+        # Wide bounds (sanitizer builds too): an idle connection holds no
+        # receive buffer, and closing connections never grows kage.
+        self.assertLess(per_conn, 8192 * MEM_SLACK)
+        self.assertLessEqual(rss_end, rss_after + 4096)
         self.assertEqual(m.get("kage_connections_accepted_total"), n + 1)
         self.stop_clean(kg, within=10)
