@@ -30,17 +30,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond, ...)                                                             \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-				#cond);                                              \
-			fprintf(stderr, __VA_ARGS__);                                \
-			fputc('\n', stderr);                                         \
-			abort();                                                     \
-		}                                                                    \
-	} while (0)
 
 /* --- the sandbox ----------------------------------------------------------------- */
 
@@ -131,26 +122,13 @@ static enum config_result parse(struct kage_config *cfg, int argc, char **argv, 
 }
 
 /*
- * Known bugs of src/ a long run steps over (KAGE_FUZZ_KNOWN=name,...):
+ * Known bugs of older src/ a long run steps over (fuzz_known(), fuzz_check.h):
  *   describe-space  config_describe() writes values with leading or
  *                   trailing white space as they are; the file reader trims
  *                   them (a value of only spaces becomes empty, and may
  *                   not parse at all): arguments with white space at either
  *                   end, or right after their '=', skip the round trip.
  */
-static bool fuzz_known(const char *name)
-{
-	const char *k = getenv("KAGE_FUZZ_KNOWN");
-	size_t n = strlen(name);
-	while (k && *k) {
-		const char *e = strchr(k, ',');
-		size_t len = e ? (size_t)(e - k) : strlen(k);
-		if (len == n && memcmp(k, name, n) == 0)
-			return true;
-		k = e ? e + 1 : NULL;
-	}
-	return false;
-}
 
 static bool is_ws(char c)
 {
@@ -175,10 +153,10 @@ static bool ws_edges(int argc, char **argv)
 static void check_err(enum config_result rc, const char *err, size_t errlen)
 {
 	size_t n = strnlen(err, errlen);
-	CHECK(n < errlen, "err is not NUL-terminated");
+	FUZZ_CHECK(n < errlen, "err is not NUL-terminated");
 	if (rc == CONFIG_ERROR) {
-		CHECK(n > 0, "an error without a message");
-		CHECK(!memchr(err, '\n', n), "a message of more than one line: %s", err);
+		FUZZ_CHECK(n > 0, "an error without a message");
+		FUZZ_CHECK(!memchr(err, '\n', n), "a message of more than one line: %s", err);
 	}
 }
 
@@ -200,7 +178,7 @@ static void parse_and_check(int argc, char **argv)
 		char err2[512];
 		enum config_result rc2 = parse(&again, 3, argv2, err2, sizeof err2);
 		check_err(rc2, err2, sizeof err2);
-		CHECK(rc2 == CONFIG_OK, "the description does not parse again: %s\n%s", err2, d1);
+		FUZZ_CHECK(rc2 == CONFIG_OK, "the description does not parse again: %s\n%s", err2, d1);
 		char *d2 = describe(&again, &len2);
 		if (len1 != len2 || memcmp(d1, d2, len1) != 0) {
 			size_t i = 0;
@@ -209,7 +187,7 @@ static void parse_and_check(int argc, char **argv)
 			size_t ls = i;
 			while (ls && d1[ls - 1] != '\n')
 				ls--;
-			CHECK(false, "the description changes through --config, from line \"%.*s\" "
+			FUZZ_CHECK(false, "the description changes through --config, from line \"%.*s\" "
 			      "(now \"%.*s\")", (int)(strcspn(d1 + ls, "\n")), d1 + ls,
 			      (int)(strcspn(d2 + ls, "\n")), d2 + ls);
 		}

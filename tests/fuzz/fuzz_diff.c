@@ -33,17 +33,8 @@
 #include <zlib.h>
 
 #include "diff.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond, ...)                                                             \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-				#cond);                                              \
-			fprintf(stderr, __VA_ARGS__);                                \
-			fputc('\n', stderr);                                         \
-			abort();                                                     \
-		}                                                                    \
-	} while (0)
 
 static struct diff_result *res_shadow, *res_ref, *res_self, *res_json;
 
@@ -199,56 +190,56 @@ static void check_items(const struct diff_result *r, bool json_body)
 	size_t n = diff_count(r);
 	for (size_t i = 0; i < n; i++) {
 		const struct diff_item *it = diff_get(r, i);
-		CHECK(it != NULL, "item %zu of %zu", i, n);
+		FUZZ_CHECK(it != NULL, "item %zu of %zu", i, n);
 		if (it->master)
 			touch(it->master, it->master_len);
 		if (it->shadow)
 			touch(it->shadow, it->shadow_len);
 		char place[512], tiny[4];
 		size_t pl = diff_place(it, place, sizeof place);
-		CHECK(pl < sizeof place && strlen(place) == pl, "diff_place length %zu", pl);
+		FUZZ_CHECK(pl < sizeof place && strlen(place) == pl, "diff_place length %zu", pl);
 		size_t tl = diff_place(it, tiny, sizeof tiny);
-		CHECK(tl < sizeof tiny && strlen(tiny) == tl && memcmp(tiny, place, tl) == 0,
+		FUZZ_CHECK(tl < sizeof tiny && strlen(tiny) == tl && memcmp(tiny, place, tl) == 0,
 		      "diff_place into 4 bytes: %zu", tl);
-		CHECK(diff_place(it, tiny, 0) == 0, "diff_place into 0 bytes");
+		FUZZ_CHECK(diff_place(it, tiny, 0) == 0, "diff_place into 0 bytes");
 
 		switch (it->kind) {
 		case DIFF_STATUS:
 		case DIFF_ERROR:
-			CHECK(it->where_type == WHERE_NONE, "status/error item with a where");
+			FUZZ_CHECK(it->where_type == WHERE_NONE, "status/error item with a where");
 			break;
 		case DIFF_HEADER:
-			CHECK(it->where_type == WHERE_TEXT && it->where && *it->where, "header item");
+			FUZZ_CHECK(it->where_type == WHERE_TEXT && it->where && *it->where, "header item");
 			break;
 		case DIFF_BODY:
 			if (it->where_type == WHERE_TEXT) {
-				CHECK(json_body, "a JSON pointer on a non-JSON body: %s", it->where);
-				CHECK(it->where && pointer_valid(it->where), "bad pointer \"%s\"",
+				FUZZ_CHECK(json_body, "a JSON pointer on a non-JSON body: %s", it->where);
+				FUZZ_CHECK(it->where && pointer_valid(it->where), "bad pointer \"%s\"",
 				      it->where ? it->where : "(null)");
-				CHECK(pointer_valid(place), "bad place \"%s\"", place);
+				FUZZ_CHECK(pointer_valid(place), "bad place \"%s\"", place);
 				char why[200] = "";
-				CHECK(it->master || it->change == CHANGE_ADDED, "master side missing");
-				CHECK(it->shadow || it->change == CHANGE_REMOVED, "shadow side missing");
-				CHECK(!(it->change == CHANGE_ADDED && it->master), "added with a master value");
-				CHECK(!(it->change == CHANGE_REMOVED && it->shadow), "removed with a shadow value");
+				FUZZ_CHECK(it->master || it->change == CHANGE_ADDED, "master side missing");
+				FUZZ_CHECK(it->shadow || it->change == CHANGE_REMOVED, "shadow side missing");
+				FUZZ_CHECK(!(it->change == CHANGE_ADDED && it->master), "added with a master value");
+				FUZZ_CHECK(!(it->change == CHANGE_REMOVED && it->shadow), "removed with a shadow value");
 				if (it->master)
-					CHECK(json_value_ok(it->master, it->master_len, why, sizeof why),
+					FUZZ_CHECK(json_value_ok(it->master, it->master_len, why, sizeof why),
 					      "master value at %s is not JSON (%s): %.*s", it->where, why,
 					      (int)it->master_len, it->master);
 				if (it->shadow)
-					CHECK(json_value_ok(it->shadow, it->shadow_len, why, sizeof why),
+					FUZZ_CHECK(json_value_ok(it->shadow, it->shadow_len, why, sizeof why),
 					      "shadow value at %s is not JSON (%s): %.*s", it->where, why,
 					      (int)it->shadow_len, it->shadow);
 			} else {
-				CHECK(it->where_type == WHERE_OFFSET, "body item where_type %d",
+				FUZZ_CHECK(it->where_type == WHERE_OFFSET, "body item where_type %d",
 				      it->where_type);
 				const struct diff_range *first = NULL;
 				for (size_t k = 0; k < it->nranges; k++) {
 					const struct diff_range *g = &it->ranges[k];
-					CHECK(g->start <= g->end && g->shadow_start <= g->shadow_end,
+					FUZZ_CHECK(g->start <= g->end && g->shadow_start <= g->shadow_end,
 					      "range %zu inverted", k);
 					if (k)
-						CHECK(g->start >= it->ranges[k - 1].end &&
+						FUZZ_CHECK(g->start >= it->ranges[k - 1].end &&
 							      g->shadow_start >= it->ranges[k - 1].shadow_end,
 						      "ranges out of order at %zu", k);
 					if (!first && !g->noise)
@@ -257,7 +248,7 @@ static void check_items(const struct diff_result *r, bool json_body)
 				if (!first && it->nranges)
 					first = &it->ranges[0];
 				if (first)
-					CHECK(it->offset >= first->start &&
+					FUZZ_CHECK(it->offset >= first->start &&
 						      it->offset <= (first->end > first->start ? first->end : first->start),
 					      "offset %llu outside its range [%llu, %llu)",
 					      (unsigned long long)it->offset,
@@ -322,7 +313,7 @@ static void check_reserialised(const struct diff_options *opt, const uint8_t *bo
 	diff_compare(opt, &a.r, &b.r, res_json);
 	for (size_t i = 0; i < diff_count(res_json); i++) {
 		const struct diff_item *it = diff_get(res_json, i);
-		CHECK(it->kind != DIFF_BODY, "a body item between a document and its re-spelling %s "
+		FUZZ_CHECK(it->kind != DIFF_BODY, "a body item between a document and its re-spelling %s "
 		      "at %s: master %.*s shadow %.*s; re-spelt: %s",
 		      it->where_type == WHERE_TEXT ? "(json)" : "(bytes)",
 		      it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
@@ -410,14 +401,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	diff_mark_noise(res_shadow, res_ref);
 	check_items(res_shadow, json_pair);
 	diff_mark_all_noise(res_ref);
-	CHECK(diff_matches(res_ref), "all noise yet no match");
+	FUZZ_CHECK(diff_matches(res_ref), "all noise yet no match");
 
 	/* A response compared with itself differs nowhere. */
 	diff_result_reset(res_self);
 	size_t n = diff_compare(&opt, &m.r, &mcopy.r, res_self);
 	if (n) {
 		const struct diff_item *it = diff_get(res_self, 0);
-		CHECK(n == 0, "%zu items comparing a response with itself; first kind %d where %s "
+		FUZZ_CHECK(n == 0, "%zu items comparing a response with itself; first kind %d where %s "
 		      "master %.*s shadow %.*s", n, it->kind,
 		      it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
 		      it->master ? it->master : "", (int)it->shadow_len, it->shadow ? it->shadow : "");

@@ -17,19 +17,10 @@
 #include <string.h>
 
 #include "http.h"
+#include "fuzz_check.h"
 #include "pool.h"
 #include "util.h"
 
-#define FUZZ_CHECK(cond, ...)                                                        \
-	do {                                                                         \
-		if (!(cond)) {                                                       \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-				#cond);                                              \
-			fprintf(stderr, __VA_ARGS__);                                \
-			fputc('\n', stderr);                                         \
-			abort();                                                     \
-		}                                                                    \
-	} while (0)
 
 /* Piece sizes: 0 = the whole input at once; 1..127 = that many bytes per
  * piece; 128..255 = varying sizes from 1 to 16 (a generator seeded by it). */
@@ -62,7 +53,7 @@ static inline void splitter_init(struct splitter *s, uint8_t sel)
 
 /*
  * Known bugs of src/ that a long run should step over so it can find the
- * next one: KAGE_FUZZ_KNOWN=name[,name...] in the environment. Off by
+ * next one (fuzz_known(), fuzz_check.h): KAGE_FUZZ_KNOWN=name[,name...]. Off by
  * default, so run.sh (and CI) keep reporting them until they are fixed.
  *   version-pos  http.c reads the byte after the buffer on a version error
  *                at its end: pieces get one readable NUL after them.
@@ -81,19 +72,6 @@ static inline void splitter_init(struct splitter *s, uint8_t sel)
  *   crlf-flood   http_parse() stops consuming (HEV_MORE, nothing used) once
  *                64 KiB of empty lines came before a message: no flood.
  */
-static inline bool fuzz_known(const char *name)
-{
-	const char *k = getenv("KAGE_FUZZ_KNOWN");
-	size_t n = strlen(name);
-	while (k && *k) {
-		const char *e = strchr(k, ',');
-		size_t len = e ? (size_t)(e - k) : strlen(k);
-		if (len == n && memcmp(k, name, n) == 0)
-			return true;
-		k = e ? e + 1 : NULL;
-	}
-	return false;
-}
 
 /*
  * 64 KiB + 1 of CRLF, fed before the input when its option byte asks
