@@ -28,6 +28,15 @@
 #define ADMIN_POLL_NS (2 * NS_PER_MSEC)
 /* Idle: the longest sleep (bounds a missed wake-up and admin deadlines). */
 #define IDLE_POLL_MS 1000
+/*
+ * Busy: after the queues ran dry, nap this long before looking again,
+ * with no wake-ups asked of the shards. A wake-up costs both sides a
+ * context switch (about 40 us of CPU each on this class of VM, more than
+ * comparing a record), so while records flow they are taken in batches of
+ * a nap's worth; a nap that finds nothing ends the busy spell. Records
+ * wait at most this much longer; the queues hold thousands.
+ */
+#define BUSY_NAP_MS 2
 
 static const char *const error_names[BERR_KINDS] = {
 	[BERR_NONE] = NULL,
@@ -501,20 +510,32 @@ static void sleep_until_woken(struct comparator *c)
 static void *comparator_main(void *arg)
 {
 	struct comparator *c = arg;
+	bool busy = false;	/* records came since the last nap */
+	bool woke = true;	/* no records taken since the last sleep or nap */
 	for (;;) {
 		size_t n = drain_queues(c);
 		if (c->out.len && (n == 0 || now_ns() - c->last_flush >= FLUSH_NS))
 			flush_log(c);
 		if (n) {
+			if (woke)
+				atomic_fetch_add_explicit(&c->ctr.batches, 1, memory_order_relaxed);
+			woke = false;
+			busy = true;
 			serve_admin_busy(c);
 			continue;
 		}
+		woke = true;
 		if (atomic_load_explicit(&c->stop, memory_order_acquire)) {
 			/* The shards are gone: one last sweep. */
 			while (drain_queues(c))
 				;
 			flush_log(c);
 			break;
+		}
+		if (busy) {
+			busy = false;
+			poll_events(c, false, BUSY_NAP_MS);
+			continue;
 		}
 		sleep_until_woken(c);
 	}

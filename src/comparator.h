@@ -18,7 +18,11 @@
  * Sleeping: with every queue empty it sets `sleeping` (seq_cst), checks the
  * queues once more (seq_cst), and only then waits on its eventfd; a shard
  * that pushed a record and then sees `sleeping` writes the eventfd through
- * its ring (see spsc.h for why no wake-up is lost).
+ * its ring (see spsc.h for why no wake-up is lost). While records flow it
+ * does not sleep that way: when the queues run dry it naps BUSY_NAP_MS
+ * without `sleeping` set, so the shards ask no wake-up, and takes what
+ * came meanwhile as one batch; only a nap that finds nothing leads to the
+ * eventfd sleep.
  *
  * With --admin, the admin listener and its connections (admin.c) share
  * that poll(): while idle the comparator sleeps on all of them at once;
@@ -52,6 +56,7 @@ struct hook_scratch;
 
 struct comparator_counters {
 	_Atomic uint64_t records;	/* compared */
+	_Atomic uint64_t batches;	/* wake-ups (or naps) that found records */
 	_Atomic uint64_t matched;
 	_Atomic uint64_t mismatched;
 	_Atomic uint64_t logged;	/* lines written */

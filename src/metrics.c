@@ -359,6 +359,10 @@ static void write_comparisons(struct comparator *c, const struct totals *t, stru
 		 t->dropped);
 	gauge1(b, "kage_comparator_queue_depth", "Records waiting in the queues to the comparator.",
 	       t->queue_depth);
+	counter1(b, "kage_comparator_batches_total",
+		 "Times the comparator woke (or ended a nap) and found records; records compared "
+		 "per batch is what one wake-up bought.",
+		 cctr(&c->ctr.batches));
 	family(b, "kage_records_compared_total", "counter", "Records compared, by result.");
 	jb_printf(b, "kage_records_compared_total{result=\"match\"} %" PRIu64 "\n", cctr(&c->ctr.matched));
 	jb_printf(b, "kage_records_compared_total{result=\"mismatch\"} %" PRIu64 "\n",
@@ -453,9 +457,10 @@ static void json_counters(struct comparator *c, const struct totals *t, struct j
 		  t->accept_backoffs);
 	json_shadows(t, b);
 	jb_printf(b, ",\"records\":{\"queued\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"queue_depth\":%" PRIu64
-		     ",\"compared\":%" PRIu64 ",\"matched\":%" PRIu64 ",\"mismatched\":%" PRIu64 "}",
+		     ",\"compared\":%" PRIu64 ",\"matched\":%" PRIu64 ",\"mismatched\":%" PRIu64
+		     ",\"batches\":%" PRIu64 "}",
 		  t->queued, t->dropped, t->queue_depth, cctr(&c->ctr.records), cctr(&c->ctr.matched),
-		  cctr(&c->ctr.mismatched));
+		  cctr(&c->ctr.mismatched), cctr(&c->ctr.batches));
 	jb_printf(b, ",\"diff_log\":{\"written\":%" PRIu64 ",\"lost\":%" PRIu64 "}", cctr(&c->ctr.logged),
 		  cctr(&c->ctr.lost));
 	jb_lit(b, ",\"backends\":{");
