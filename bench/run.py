@@ -42,7 +42,7 @@ SHADOWS = {
     "shadow": ("fast", "GET 1 KiB, every request also sent to a fast shadow "
                        "(a second test backend)"),
     "shadow-slow": ("slow", "GET 1 KiB, every request also sent to a shadow that "
-                            "answers after 200 ms (bench/slow_backend.py)"),
+                            "answers after 200 ms (testbackend --delay-ms 200)"),
 }
 QUIET_LIMIT = 15.0      # % of one core of other load we wait to fall under
 QUIET_WAIT = 4.0        # seconds we wait for it at most
@@ -472,10 +472,8 @@ class Bench:
             self.shadow = Proc("testbackend (shadow)", tb + ["--name", "backend"], "shadow")
             self.ports["shadow"] = self.shadow.wait_listening()
         if need_slow:
-            self.slow = Proc("slow_backend (200 ms shadow)",
-                             [sys.executable, os.path.join(HERE, "slow_backend.py"),
-                              "--listen", "127.0.0.1:0", "--delay-ms", "200"],
-                             "slow-shadow")
+            self.slow = Proc("testbackend (200 ms shadow)",
+                             tb + ["--name", "backend", "--delay-ms", "200"], "slow-shadow")
             self.ports["slow"] = self.slow.wait_listening()
 
     def shadow_port(self, sc):

@@ -80,6 +80,10 @@ static const char usage_text[] =
 "                       \"truncated\":true and \"raw_len\":N past 16 MiB\n"
 "  --idle-timeout MS    close keep-alive connections idle this long\n"
 "                       (default 0: never)\n"
+"  --delay-ms MS        answer every request after MS milliseconds, as if\n"
+"                       it carried ?delay=MS (its own ?delay wins;\n"
+"                       /__count and /__reset are answered at once;\n"
+"                       default 0)\n"
 "  --quiet              only errors on stderr\n"
 "  --help               this text\n"
 "\n"
@@ -200,6 +204,7 @@ struct options {
 	const char *port_file;
 	const char *record;
 	int64_t idle_ns;
+	uint32_t delay_ms;	/* --delay-ms: for requests without ?delay */
 	bool quiet;
 };
 
@@ -2290,8 +2295,11 @@ static void request_done(struct worker *w, struct conn *c)
 		c->mode = MODE_HANG;
 		return;
 	}
-	if (r->q.delay_ms) {
-		if (timer_set(w, c, w->now_ns + (int64_t)r->q.delay_ms * NS_PER_MSEC)) {
+	uint32_t delay = r->q.delay_ms;
+	if (!delay && r->route != ROUTE_COUNT && r->route != ROUTE_RESET)
+		delay = opt.delay_ms;
+	if (delay) {
+		if (timer_set(w, c, w->now_ns + (int64_t)delay * NS_PER_MSEC)) {
 			c->waiting = true;
 			return;
 		}
@@ -2914,7 +2922,8 @@ static void args_parse(int argc, char **argv)
 		memcpy(flag, a, fl);
 		flag[fl] = '\0';
 		static const char *const valued[] = { "--listen", "--threads", "--name", "--variant",
-						      "--port-file", "--record", "--idle-timeout" };
+						      "--port-file", "--record", "--idle-timeout",
+						      "--delay-ms" };
 		bool known = false;
 		for (size_t k = 0; k < ARRAY_SIZE(valued); k++)
 			known |= strcmp(flag, valued[k]) == 0;
@@ -2944,6 +2953,8 @@ static void args_parse(int argc, char **argv)
 			opt.port_file = v;
 		} else if (strcmp(flag, "--record") == 0) {
 			opt.record = v;
+		} else if (strcmp(flag, "--delay-ms") == 0) {
+			opt.delay_ms = (uint32_t)arg_long(flag, v, 0, 3600000);
 		} else {
 			opt.idle_ns = arg_long(flag, v, 0, 86400000) * NS_PER_MSEC;
 		}

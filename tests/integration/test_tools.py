@@ -332,3 +332,39 @@ class Replay(Case):
             first = base64.b64decode(json.loads(f.readline())["raw"])
         self.assertTrue(first.endswith(b"\r\n\r\n" + body), first)
         self.assertNotIn(b"User-Agent", first)  # curl's own headers are held back
+
+
+# --- tools/testbackend ----------------------------------------------------------------------
+
+class TestBackendDelay(Case):
+    """--delay-ms makes every answer late (the bench's 200 ms shadow); a
+    request's own ?delay wins and the counters are answered at once."""
+
+    def timed(self, port, target):
+        import time
+        c = self.connect(port)
+        t0 = time.monotonic()
+        c.sendall(request("GET", target))
+        r = Reader(c).response()
+        elapsed = time.monotonic() - t0
+        c.close()
+        return r, elapsed
+
+    def test_delay_flag(self):
+        b = self.backend("--delay-ms", "300")
+        r, t = self.timed(b.port, "/size/10")
+        self.assertEqual((r.status, len(r.body)), (200, 10))
+        self.assertGreaterEqual(t, 0.3)
+        r, t = self.timed(b.port, "/size/10?delay=20")
+        self.assertEqual(r.status, 200)
+        self.assertLess(t, 0.25)
+        r, t = self.timed(b.port, "/__count")
+        self.assertEqual(json.loads(r.body)["requests"], 2)
+        self.assertLess(t, 0.25)
+
+    def test_bad_delay_exits_2(self):
+        for bad in ("x", "-1", "3600001"):
+            r = subprocess.run([binary("tools/testbackend"), "--delay-ms", bad],
+                               capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn(b"--delay-ms", r.stderr)
