@@ -89,6 +89,14 @@ void bytepool_init(struct bytepool *p, size_t budget)
 	p->budget = budget;
 }
 
+/* One buffer of class c left the cache: keep the low-water mark. */
+static void take_cached(struct bytepool *p, int c)
+{
+	p->nfree[c]--;
+	if (p->nfree[c] < p->low[c])
+		p->low[c] = p->nfree[c];
+}
+
 /* Free cached buffers of other classes until `need` more bytes fit. */
 static void shed_cache(struct bytepool *p, size_t need, int keep)
 {
@@ -100,6 +108,7 @@ static void shed_cache(struct bytepool *p, size_t need, int keep)
 			p->free[c] = *(void **)b;
 			free(b);
 			p->held -= class_size(c);
+			take_cached(p, c);
 		}
 	}
 }
@@ -115,6 +124,7 @@ void *bytepool_get(struct bytepool *p, size_t want, size_t *cap)
 	void *b = p->free[c];
 	if (b) {
 		p->free[c] = *(void **)b;
+		take_cached(p, c);
 	} else {
 		if (p->held + size > p->budget)
 			shed_cache(p, size, c);
@@ -134,7 +144,35 @@ void bytepool_put(struct bytepool *p, void *buf, size_t cap)
 	int c = class_of(cap);
 	*(void **)buf = p->free[c];
 	p->free[c] = buf;
+	p->nfree[c]++;
 	p->out -= cap;
+}
+
+size_t bytepool_trim(struct bytepool *p)
+{
+	size_t freed = 0;
+	for (int c = 0; c < BYTEPOOL_CLASSES; c++) {
+		size_t cold = p->low[c];
+		if (cold) {
+			/* The first nfree - cold were taken and put back during the
+			 * interval (LIFO); the rest were not touched. */
+			void **link = &p->free[c];
+			for (size_t i = p->nfree[c] - cold; i; i--)
+				link = (void **)*link;
+			void *b = *link;
+			*link = NULL;
+			while (b) {
+				void *next = *(void **)b;
+				free(b);
+				b = next;
+			}
+			p->nfree[c] -= cold;
+			p->held -= cold * class_size(c);
+			freed += cold * class_size(c);
+		}
+		p->low[c] = p->nfree[c];
+	}
+	return freed;
 }
 
 void bytepool_destroy(struct bytepool *p)

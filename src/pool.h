@@ -15,7 +15,10 @@
  * a budget on the bytes it holds (handed out plus cached). A request that
  * would exceed the budget first drops cached buffers of other classes, then
  * fails: callers treat NULL as "over budget" and degrade (a shadow is
- * dropped and counted; a capture is truncated), never as fatal.
+ * dropped and counted; a capture is truncated), never as fatal. Cached
+ * buffers that nobody took for a whole interval between two
+ * bytepool_trim() calls go back to the system, so a burst's memory does
+ * not stay for good while a steady load keeps every buffer it cycles.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +45,8 @@ void objpool_destroy(struct objpool *p);
 
 struct bytepool {
 	void *free[BYTEPOOL_CLASSES];
+	size_t nfree[BYTEPOOL_CLASSES];	/* buffers cached per class */
+	size_t low[BYTEPOOL_CLASSES];	/* fewest cached since the last trim */
 	size_t budget;		/* cap on held bytes */
 	size_t held;		/* handed out + cached */
 	size_t out;		/* handed out */
@@ -56,6 +61,13 @@ void bytepool_init(struct bytepool *p, size_t budget);
 void *bytepool_get(struct bytepool *p, size_t want, size_t *cap);
 /* Give back a buffer of capacity `cap` as returned by bytepool_get. */
 void bytepool_put(struct bytepool *p, void *buf, size_t cap);
+/*
+ * Free the cached buffers that sat unused since the previous call: per
+ * class, as many as the cache never went below (the coldest ones, at the
+ * tail of the LIFO list). Returns the bytes freed. Meant for a slow timer
+ * (the shards call it every POOL_TRIM seconds), never the request path.
+ */
+size_t bytepool_trim(struct bytepool *p);
 void bytepool_destroy(struct bytepool *p);
 
 #endif

@@ -6,6 +6,7 @@
 #include "shard.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,14 @@
 #define ALOG_CAP (64 * 1024)
 #define BYTES_BUDGET ((size_t)512 << 20)
 #define ZC_MIN_BYTES (16 * 1024)	/* below this SEND_ZC costs more than it saves */
+/*
+ * Every this many seconds the byte pools give back what sat unused since
+ * the last time (bytepool_trim): a steady load keeps its buffers, a burst's
+ * are gone 10 to 20 s after it. malloc_trim then hands the freed pages of
+ * small classes (which malloc keeps in its arena) back to the kernel.
+ */
+#define POOL_TRIM_S 10
+#define MALLOC_TRIM_MIN ((size_t)1 << 20)
 
 /* --- buffers ----------------------------------------------------------------- */
 
@@ -293,10 +302,19 @@ void shard_access_log(struct shard *sh, const char *line, size_t len)
 		alog_flush(sh);
 }
 
+static void trim_pools(struct shard *sh)
+{
+	size_t freed = bytepool_trim(&sh->bytes) + bytepool_trim(&sh->shadow_bytes);
+	if (freed >= MALLOC_TRIM_MIN)
+		malloc_trim(0);
+}
+
 static void on_tick(struct timer *t, void *ctx)
 {
 	struct shard *sh = ctx;
 	alog_flush(sh);
+	if (++sh->ticks % POOL_TRIM_S == 0)
+		trim_pools(sh);
 	timer_start(&sh->timers, &sh->tick, sh->tq_second, sh->now, on_tick);
 }
 

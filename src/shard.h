@@ -140,6 +140,7 @@ struct shard {
 	int tq_accept;		/* accept backoff */
 	struct timer accept_retry;	/* backoff after EMFILE */
 	struct timer tick;
+	unsigned ticks;			/* seconds, for the pool trim */
 
 	struct objpool client_pool;
 	struct objpool upstream_pool;
