@@ -148,6 +148,16 @@ void bytepool_put(struct bytepool *p, void *buf, size_t cap)
 	p->out -= cap;
 }
 
+/* Free a chain of cached buffers linked through their first word. */
+static void free_chain(void *b)
+{
+	while (b) {
+		void *next = *(void **)b;
+		free(b);
+		b = next;
+	}
+}
+
 size_t bytepool_trim(struct bytepool *p)
 {
 	size_t freed = 0;
@@ -159,13 +169,8 @@ size_t bytepool_trim(struct bytepool *p)
 			void **link = &p->free[c];
 			for (size_t i = p->nfree[c] - cold; i; i--)
 				link = (void **)*link;
-			void *b = *link;
+			free_chain(*link);
 			*link = NULL;
-			while (b) {
-				void *next = *(void **)b;
-				free(b);
-				b = next;
-			}
 			p->nfree[c] -= cold;
 			p->held -= cold * class_size(c);
 			freed += cold * class_size(c);
@@ -177,12 +182,7 @@ size_t bytepool_trim(struct bytepool *p)
 
 void bytepool_destroy(struct bytepool *p)
 {
-	for (int c = 0; c < BYTEPOOL_CLASSES; c++) {
-		while (p->free[c]) {
-			void *b = p->free[c];
-			p->free[c] = *(void **)b;
-			free(b);
-		}
-	}
+	for (int c = 0; c < BYTEPOOL_CLASSES; c++)
+		free_chain(p->free[c]);
 	memset(p, 0, sizeof *p);
 }

@@ -145,6 +145,31 @@ class AdminCase(Case):
             self.assertTrue(wait_for(lambda: self.stats(kg)["counters"]["records"]["compared"] > n, 5))
         c.close()
 
+    def background_load(self, kg, clients):
+        """`clients` threads, each sending GETs on its own keep-alive
+        connection, one at a time, until the returned stop() is called;
+        stop() joins them and returns the errors they met."""
+        halt = threading.Event()
+        errors = []
+
+        def load():
+            try:
+                while not halt.is_set():
+                    self.drive(kg, [f"/json/users/{i}" for i in range(20)])
+            except Exception as e:  # returned by stop()
+                errors.append(e)
+
+        workers = [threading.Thread(target=load) for _ in range(clients)]
+        for w in workers:
+            w.start()
+
+        def stop():
+            halt.set()
+            for w in workers:
+                w.join(30)
+            return errors
+        return stop
+
     def drive(self, kg, targets, method="GET", body=b""):
         """Requests on one keep-alive connection; every answer must be 200."""
         c = self.connect(kg.port)
@@ -302,22 +327,9 @@ class MetricsEndpoint(AdminCase):
         record per batch; napping 2 ms it takes several at once."""
         m, s, kg = self.setup_pair(threads=2)
         before = self.stats(kg)["counters"]["records"]
-        stop = time.monotonic() + 2.0
-        errors = []
-
-        def load():
-            try:
-                while time.monotonic() < stop:
-                    self.drive(kg, [f"/json/users/{i}" for i in range(20)])
-            except Exception as e:  # reported below
-                errors.append(e)
-
-        workers = [threading.Thread(target=load) for _ in range(4)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(30)
-        self.assertEqual(errors, [])
+        stop = self.background_load(kg, clients=4)
+        time.sleep(2.0)
+        self.assertEqual(stop(), [])
         sent = self.stats(kg)["counters"]["shadows"]["sent"]
         self.settle(kg, before["compared"] + sent)
         after = self.stats(kg)["counters"]["records"]
@@ -333,19 +345,7 @@ class MetricsEndpoint(AdminCase):
 
     def test_scrapes_while_traffic_flows(self):
         m, s, kg = self.setup_pair(threads=2)
-        stop = threading.Event()
-        errors = []
-
-        def load():
-            try:
-                while not stop.is_set():
-                    self.drive(kg, [f"/json/users/{i}" for i in range(20)])
-            except Exception as e:  # reported below
-                errors.append(e)
-
-        workers = [threading.Thread(target=load) for _ in range(3)]
-        for w in workers:
-            w.start()
+        stop = self.background_load(kg, clients=3)
         try:
             last = None
             for _ in range(25):
@@ -360,9 +360,7 @@ class MetricsEndpoint(AdminCase):
                 last = cur
                 self.assertIn("endpoints", st)
         finally:
-            stop.set()
-            for w in workers:
-                w.join(10)
+            errors = stop()
         self.assertEqual(errors, [])
         self.assertGreater(last[0], 0)
 
