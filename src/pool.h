@@ -65,7 +65,7 @@ void bytepool_put(struct bytepool *p, void *buf, size_t cap);
  * Free the cached buffers that sat unused since the previous call: per
  * class, as many as the cache never went below (the coldest ones, at the
  * tail of the LIFO list). Returns the bytes freed. Meant for a slow timer
- * (the shards call it every POOL_TRIM seconds), never the request path.
+ * (the shards call it every POOL_TRIM_S seconds), never the request path.
  */
 size_t bytepool_trim(struct bytepool *p);
 void bytepool_destroy(struct bytepool *p);

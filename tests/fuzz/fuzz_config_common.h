@@ -32,7 +32,6 @@
 #include "config.h"
 #include "fuzz_check.h"
 
-
 /* --- the sandbox ----------------------------------------------------------------- */
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
@@ -188,8 +187,8 @@ static void parse_and_check(int argc, char **argv)
 			while (ls && d1[ls - 1] != '\n')
 				ls--;
 			FUZZ_CHECK(false, "the description changes through --config, from line \"%.*s\" "
-			      "(now \"%.*s\")", (int)(strcspn(d1 + ls, "\n")), d1 + ls,
-			      (int)(strcspn(d2 + ls, "\n")), d2 + ls);
+			           "(now \"%.*s\")", (int)(strcspn(d1 + ls, "\n")), d1 + ls,
+			           (int)(strcspn(d2 + ls, "\n")), d2 + ls);
 		}
 		free(d2);
 		config_free(&again);

@@ -35,7 +35,6 @@
 #include "diff.h"
 #include "fuzz_check.h"
 
-
 static struct diff_result *res_shadow, *res_ref, *res_self, *res_json;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -200,7 +199,7 @@ static void check_items(const struct diff_result *r, bool json_body)
 		FUZZ_CHECK(pl < sizeof place && strlen(place) == pl, "diff_place length %zu", pl);
 		size_t tl = diff_place(it, tiny, sizeof tiny);
 		FUZZ_CHECK(tl < sizeof tiny && strlen(tiny) == tl && memcmp(tiny, place, tl) == 0,
-		      "diff_place into 4 bytes: %zu", tl);
+		           "diff_place into 4 bytes: %zu", tl);
 		FUZZ_CHECK(diff_place(it, tiny, 0) == 0, "diff_place into 0 bytes");
 
 		switch (it->kind) {
@@ -215,7 +214,7 @@ static void check_items(const struct diff_result *r, bool json_body)
 			if (it->where_type == WHERE_TEXT) {
 				FUZZ_CHECK(json_body, "a JSON pointer on a non-JSON body: %s", it->where);
 				FUZZ_CHECK(it->where && pointer_valid(it->where), "bad pointer \"%s\"",
-				      it->where ? it->where : "(null)");
+				           it->where ? it->where : "(null)");
 				FUZZ_CHECK(pointer_valid(place), "bad place \"%s\"", place);
 				char why[200] = "";
 				FUZZ_CHECK(it->master || it->change == CHANGE_ADDED, "master side missing");
@@ -224,24 +223,24 @@ static void check_items(const struct diff_result *r, bool json_body)
 				FUZZ_CHECK(!(it->change == CHANGE_REMOVED && it->shadow), "removed with a shadow value");
 				if (it->master)
 					FUZZ_CHECK(json_value_ok(it->master, it->master_len, why, sizeof why),
-					      "master value at %s is not JSON (%s): %.*s", it->where, why,
-					      (int)it->master_len, it->master);
+					           "master value at %s is not JSON (%s): %.*s", it->where, why,
+					           (int)it->master_len, it->master);
 				if (it->shadow)
 					FUZZ_CHECK(json_value_ok(it->shadow, it->shadow_len, why, sizeof why),
-					      "shadow value at %s is not JSON (%s): %.*s", it->where, why,
-					      (int)it->shadow_len, it->shadow);
+					           "shadow value at %s is not JSON (%s): %.*s", it->where, why,
+					           (int)it->shadow_len, it->shadow);
 			} else {
 				FUZZ_CHECK(it->where_type == WHERE_OFFSET, "body item where_type %d",
-				      it->where_type);
+				           it->where_type);
 				const struct diff_range *first = NULL;
 				for (size_t k = 0; k < it->nranges; k++) {
 					const struct diff_range *g = &it->ranges[k];
 					FUZZ_CHECK(g->start <= g->end && g->shadow_start <= g->shadow_end,
-					      "range %zu inverted", k);
+					           "range %zu inverted", k);
 					if (k)
 						FUZZ_CHECK(g->start >= it->ranges[k - 1].end &&
-							      g->shadow_start >= it->ranges[k - 1].shadow_end,
-						      "ranges out of order at %zu", k);
+							           g->shadow_start >= it->ranges[k - 1].shadow_end,
+						           "ranges out of order at %zu", k);
 					if (!first && !g->noise)
 						first = g;
 				}
@@ -249,11 +248,11 @@ static void check_items(const struct diff_result *r, bool json_body)
 					first = &it->ranges[0];
 				if (first)
 					FUZZ_CHECK(it->offset >= first->start &&
-						      it->offset <= (first->end > first->start ? first->end : first->start),
-					      "offset %llu outside its range [%llu, %llu)",
-					      (unsigned long long)it->offset,
-					      (unsigned long long)first->start,
-					      (unsigned long long)first->end);
+						           it->offset <= (first->end > first->start ? first->end : first->start),
+					           "offset %llu outside its range [%llu, %llu)",
+					           (unsigned long long)it->offset,
+					           (unsigned long long)first->start,
+					           (unsigned long long)first->end);
 			}
 			break;
 		}
@@ -314,11 +313,11 @@ static void check_reserialised(const struct diff_options *opt, const uint8_t *bo
 	for (size_t i = 0; i < diff_count(res_json); i++) {
 		const struct diff_item *it = diff_get(res_json, i);
 		FUZZ_CHECK(it->kind != DIFF_BODY, "a body item between a document and its re-spelling %s "
-		      "at %s: master %.*s shadow %.*s; re-spelt: %s",
-		      it->where_type == WHERE_TEXT ? "(json)" : "(bytes)",
-		      it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
-		      it->master ? it->master : "", (int)it->shadow_len, it->shadow ? it->shadow : "",
-		      text);
+		           "at %s: master %.*s shadow %.*s; re-spelt: %s",
+		           it->where_type == WHERE_TEXT ? "(json)" : "(bytes)",
+		           it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
+		           it->master ? it->master : "", (int)it->shadow_len, it->shadow ? it->shadow : "",
+		           text);
 	}
 	side_free(&a);
 	side_free(&b);
@@ -409,9 +408,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (n) {
 		const struct diff_item *it = diff_get(res_self, 0);
 		FUZZ_CHECK(n == 0, "%zu items comparing a response with itself; first kind %d where %s "
-		      "master %.*s shadow %.*s", n, it->kind,
-		      it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
-		      it->master ? it->master : "", (int)it->shadow_len, it->shadow ? it->shadow : "");
+		           "master %.*s shadow %.*s", n, it->kind,
+		           it->where_type == WHERE_TEXT ? it->where : "-", (int)it->master_len,
+		           it->master ? it->master : "", (int)it->shadow_len, it->shadow ? it->shadow : "");
 	}
 
 	if (!truncated && mcod == 0)

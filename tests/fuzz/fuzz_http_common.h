@@ -21,7 +21,6 @@
 #include "pool.h"
 #include "util.h"
 
-
 /* Piece sizes: 0 = the whole input at once; 1..127 = that many bytes per
  * piece; 128..255 = varying sizes from 1 to 16 (a generator seeded by it). */
 struct splitter {

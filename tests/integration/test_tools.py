@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 
 from harness import ROOT, Case, Reader, binary, request
 
@@ -341,7 +342,6 @@ class TestBackendDelay(Case):
     request's own ?delay wins and the counters are answered at once."""
 
     def timed(self, port, target):
-        import time
         c = self.connect(port)
         t0 = time.monotonic()
         c.sendall(request("GET", target))
